@@ -1,0 +1,37 @@
+"""Errors that carry a message a user can act on.
+
+Every error raised to the user names its cause (which file, which setting, which
+call) so that a 12-hour run never dies with a bare traceback.
+"""
+
+
+class GomeError(Exception):
+    """Base class: the message is shown to the user as is."""
+
+
+class ConfigError(GomeError):
+    """A setting, flag or configuration file is wrong."""
+
+
+class TaskError(GomeError):
+    """The competition folder cannot be read or understood."""
+
+
+class PromptError(GomeError):
+    """A prompt template is missing, malformed or uses an unknown variable."""
+
+
+class LLMError(GomeError):
+    """An LLM call failed after its retries."""
+
+
+class LLMFatalError(LLMError):
+    """An LLM failure that retrying cannot fix (bad key, unknown model, no quota)."""
+
+
+class LLMOutputError(LLMError):
+    """The model's reply could not be used (invalid JSON after the repair re-ask, empty, refusal)."""
+
+
+class ExecutorError(GomeError):
+    """A solution could not be started (not: the solution itself failed)."""
