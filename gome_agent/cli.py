@@ -1,0 +1,183 @@
+"""The `gome` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from gome_agent import __version__
+from gome_agent.config import build_config, load_config_file, parse_duration
+from gome_agent.errors import GomeError
+
+log = logging.getLogger("gome")
+
+
+def _setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler = RichHandler(show_path=False, rich_tracebacks=False)
+        fmt = "%(message)s"
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    for noisy in ("httpx", "httpx2", "openai", "anthropic", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the flags the user gave, as a nested settings mapping."""
+    out: dict[str, Any] = {"data_dir": args.data_dir, "workdir": args.workdir}
+    llm: dict[str, Any] = {}
+    optimizer: dict[str, Any] = {}
+    execution: dict[str, Any] = {}
+    if args.time_limit is not None:
+        out["time_limit_s"] = parse_duration(args.time_limit)
+    if args.prompts_dir is not None:
+        out["prompts_dir"] = args.prompts_dir
+    if args.higher_is_better is not None:
+        out["higher_is_better"] = args.higher_is_better
+    for flag, key in (("model", "model"), ("provider", "provider"), ("base_url", "base_url"), ("api", "api")):
+        if getattr(args, flag) is not None:
+            llm[key] = getattr(args, flag)
+    if args.max_steps is not None:
+        optimizer["max_steps"] = args.max_steps
+    if args.sandbox is not None:
+        execution["sandbox"] = args.sandbox
+    if args.no_network:
+        execution["network"] = False
+    if args.python is not None:
+        execution["python"] = args.python
+    if args.max_run_minutes is not None:
+        execution["max_run_minutes"] = args.max_run_minutes
+    if args.memory_limit_gb is not None:
+        execution["memory_limit_gb"] = args.memory_limit_gb
+    for key, section in (("llm", llm), ("optimizer", optimizer), ("execution", execution)):
+        if section:
+            out[key] = section
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gome_agent.runner import run
+
+    file_values = load_config_file(args.config) if args.config else {}
+    config = build_config(file_values, _run_overrides(args))
+    summary = run(config)
+    score = "none" if summary.best_score is None else f"{summary.best_score:.6g}"
+    print(f"run finished ({summary.reason}); {summary.steps} step(s); best validation score: {score}")
+    if summary.submission is not None:
+        print(f"submission: {summary.submission}")
+    else:
+        print("no submission could be written", file=sys.stderr)
+    print(f"run folder: {summary.workdir}")
+    return 0 if summary.submission is not None else 1
+
+
+def cmd_prompts_check(args: argparse.Namespace) -> int:
+    from gome_agent.prompting import check_prompts
+
+    checked, problems = check_prompts(args.dir)
+    for problem in problems:
+        print(f"error: {problem}")
+    overridden = sorted(p.stem for p in args.dir.glob("*.j2"))
+    print(f"checked {len(checked)} templates ({len(overridden)} overridden in {args.dir}): "
+          f"{'no problems' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+def cmd_prompts_export(args: argparse.Namespace) -> int:
+    from gome_agent.prompting import DEFAULT_DIR
+
+    args.dir.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for src in sorted(DEFAULT_DIR.glob("*.j2")):
+        dst = args.dir / src.name
+        if dst.exists() and not args.force:
+            print(f"kept {dst} (exists; --force overwrites)")
+            continue
+        shutil.copyfile(src, dst)
+        written += 1
+    print(f"wrote {written} template(s) to {args.dir}; edit them and pass --prompts-dir {args.dir}")
+    return 0
+
+
+def cmd_bench_overhead(args: argparse.Namespace) -> int:
+    from gome_agent.bench.overhead import main as overhead_main
+
+    return overhead_main(steps=args.steps, out=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gome",
+        description="Gome: an MLE agent that optimizes with reasoning as gradient (arXiv 2603.01692).",
+    )
+    parser.add_argument("--version", action="version", version=f"gome-agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="optimize a solution for a competition folder")
+    run.add_argument("--data-dir", type=Path, required=True, help="competition folder (description.md, data, sample submission)")
+    run.add_argument("--workdir", type=Path, required=True, help="run folder to create")
+    run.add_argument("--time-limit", help="total budget, e.g. 12h, 90m (default 2h)")
+    run.add_argument("--model", help="model name (default gpt-5)")
+    run.add_argument("--provider", choices=["openai", "anthropic", "openai-compatible"])
+    run.add_argument("--base-url", help="API base URL (required for openai-compatible: vLLM, llama.cpp, Ollama)")
+    run.add_argument("--api", choices=["chat", "responses", "messages"], help="wire API (default by provider)")
+    run.add_argument("--prompts-dir", type=Path, help="folder of templates that override the defaults by name")
+    run.add_argument("--config", type=Path, help="settings file (.toml, .yaml, .json); flags override it")
+    direction = run.add_mutually_exclusive_group()
+    direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_const", const=True, default=None)
+    direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_const", const=False)
+    run.add_argument("--max-steps", type=int, help="stop after this many steps")
+    run.add_argument("--sandbox", choices=["auto", "namespace", "none"], help="how solutions are isolated")
+    run.add_argument("--no-network", action="store_true", help="solutions get no network access")
+    run.add_argument("--python", help="interpreter that runs the solutions")
+    run.add_argument("--max-run-minutes", type=float, help="longest single solution run")
+    run.add_argument("--memory-limit-gb", type=float, help="memory limit of one solution run")
+    run.set_defaults(func=cmd_run)
+
+    prompts = sub.add_parser("prompts", help="work with the prompt templates")
+    psub = prompts.add_subparsers(dest="prompts_command", required=True)
+    check = psub.add_parser("check", help="render every template with sample data and report problems")
+    check.add_argument("dir", type=Path)
+    check.set_defaults(func=cmd_prompts_check)
+    export = psub.add_parser("export", help="copy the default templates into a folder to edit")
+    export.add_argument("dir", type=Path)
+    export.add_argument("--force", action="store_true")
+    export.set_defaults(func=cmd_prompts_export)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bsub = bench.add_subparsers(dest="bench_command", required=True)
+    overhead = bsub.add_parser("overhead", help="the agent's own time per step and prompt growth (scripted LLM)")
+    overhead.add_argument("--steps", type=int, default=100)
+    overhead.add_argument("--out", type=Path, help="keep the benchmark's run folder here")
+    overhead.set_defaults(func=cmd_bench_overhead)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except GomeError as exc:
+        print(f"gome: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gome: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

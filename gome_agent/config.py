@@ -1,0 +1,148 @@
+"""Run configuration: one pydantic model, loaded from a file and overridden by flags.
+
+The resolved configuration is written to the run folder (`config.json`) so every
+run says exactly how it was made; API keys never appear in it (they are read
+from the environment only).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gome_agent.errors import ConfigError
+from gome_agent.llm.config import LLMConfig
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from '12h', '90m', '1h30m', '45s', '3600' or a number."""
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        match = _DURATION.match(text.lower())
+        if not text.strip() or match is None or not any(match.groups()):
+            raise ConfigError(f"cannot read the duration {text!r}: use forms like 12h, 90m, 1h30m, 45s or 3600")
+        days, hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+        seconds = days * 86400 + hours * 3600 + minutes * 60 + secs
+    if seconds <= 0:
+        raise ConfigError(f"duration {text!r} must be positive")
+    return seconds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageConfig(_Strict):
+    """Where the stages of the run begin, as fractions of the time budget."""
+
+    draft_end: float = Field(0.1, ge=0.0, le=1.0)
+    final_start: float = Field(0.7, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StageConfig:
+        if self.draft_end > self.final_start:
+            raise ValueError(f"stages.draft_end ({self.draft_end}) must not exceed stages.final_start ({self.final_start})")
+        return self
+
+
+class OptimizerConfig(_Strict):
+    """The Gome step: diagnosis width, debugging, acceptance and momentum."""
+
+    directions: int = Field(3, ge=1, le=5, description="candidate directions per diagnosis")
+    max_debug: int = Field(3, ge=0, le=10, description="fix attempts when a step's code fails")
+    history_window: int = Field(6, ge=1, le=50, description="recent steps of the trace shown in prompts")
+    accepted_window: int = Field(5, ge=1, le=50, description="accepted steps of the trace shown in prompts")
+    memory_top_k: int = Field(4, ge=0, le=20, description="success-memory entries shown per diagnosis")
+    momentum: bool = Field(True, description="use the shared success memory (off = the paper's w/o-momentum ablation)")
+    momentum_half_life_steps: float = Field(30.0, gt=0, description="steps after which a memory entry's weight halves")
+    momentum_weight: float = Field(2.0, ge=0, description="largest bonus (points of 10) a candidate gets from similar successes")
+    repeat_penalty: float = Field(3.0, ge=0, description="largest penalty (points of 10) for repeating a rejected idea")
+    min_improvement: float = Field(0.0, ge=0, description="absolute gain a step must exceed to be accepted")
+    max_steps: int | None = Field(None, ge=1, description="stop a trace after this many steps (default: only the budget)")
+    max_reply_edit_retries: int = Field(1, ge=0, le=3, description="re-asks when code edits do not apply")
+
+
+class ExecutionConfig(_Strict):
+    """How solutions run."""
+
+    python: str | None = Field(None, description="interpreter for solutions (default: the one running gome)")
+    sandbox: Literal["auto", "namespace", "none"] = "auto"
+    network: bool = Field(True, description="let solutions reach the network (pretrained weights)")
+    memory_limit_gb: float | None = Field(None, gt=0, description="RSS limit per run (default: 75% of RAM)")
+    max_run_minutes: float | None = Field(None, gt=0, description="longest single run (default: min(60, budget/4))")
+    min_run_seconds: float = Field(30.0, gt=0, description="no new step starts when less than this is left for its run")
+    max_log_mb: float = Field(20.0, gt=0)
+
+
+class RunConfig(_Strict):
+    """Everything one `gome run` needs."""
+
+    data_dir: Path
+    workdir: Path
+    time_limit_s: float = Field(2 * 3600.0, gt=0)
+    traces: int = Field(1, ge=1, le=16)
+    seed: int = 0
+    higher_is_better: bool | None = Field(None, description="override the metric direction found in the description")
+    prompts_dir: Path | None = None
+    final_reserve_fraction: float = Field(0.0, ge=0.0, lt=0.5, description="share of the budget kept for final selection")
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    stages: StageConfig = Field(default_factory=StageConfig)
+
+    def to_record(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A mapping from a TOML, YAML or JSON file."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: use .toml, .yaml, .yml or .json")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings at the top level")
+    if "time_limit" in data:
+        data["time_limit_s"] = parse_duration(data.pop("time_limit"))
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
+    """File settings, then command-line overrides (nested dicts merge); errors name the setting."""
+    merged = _merge(file_values, overrides)
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc

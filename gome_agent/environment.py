@@ -1,0 +1,104 @@
+"""What the solutions run on: cores, memory, GPUs and the ML packages of their interpreter.
+
+The prompts state it so that generated code uses the GPU when there is one and
+imports only what is installed (a common cause of wasted steps).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+import psutil
+
+from gome_agent.secrets import scrubbed_env
+
+PACKAGES = (
+    "numpy", "pandas", "scipy", "scikit-learn", "lightgbm", "xgboost", "catboost", "torch",
+    "torchvision", "timm", "transformers", "tensorflow", "keras", "opencv-python", "pillow",
+    "statsmodels", "optuna",
+)
+
+_PROBE = """
+import json, sys, importlib.metadata as md
+out = {"python": sys.version.split()[0]}
+for name in json.loads(sys.argv[1]):
+    try:
+        out[name] = md.version(name)
+    except md.PackageNotFoundError:
+        pass
+print(json.dumps(out))
+"""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class Environment:
+    cpus: int
+    memory_bytes: int
+    gpus: list[Gpu] = field(default_factory=list)
+    packages: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        gib = self.memory_bytes / 2**30
+        if self.gpus:
+            names = ", ".join(f"{g.name} ({g.memory_mib // 1024} GiB)" for g in self.gpus)
+            gpu = f"GPU: {len(self.gpus)} x {names}"
+        else:
+            gpu = "no GPU"
+        python = self.packages.get("python", "?")
+        pkgs = ", ".join(f"{k} {v}" for k, v in self.packages.items() if k != "python")
+        return f"{self.cpus} CPU cores, {gib:.0f} GiB RAM, {gpu}. Python {python} with {pkgs or 'no ML packages found'}."
+
+
+def detect_gpus() -> list[Gpu]:
+    """GPUs visible through nvidia-smi (empty when there is none or it fails)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        name, _, mem = line.rpartition(",")
+        if name and mem.strip().isdigit():
+            gpus.append(Gpu(name=name.strip(), memory_mib=int(mem.strip())))
+    return gpus
+
+
+def probe_packages(python: str) -> dict[str, str]:
+    """Versions of the common ML packages in the solutions' interpreter."""
+    try:
+        out = subprocess.run(
+            [python, "-c", _PROBE, json.dumps(PACKAGES)],
+            capture_output=True, text=True, timeout=60, env=scrubbed_env(), check=True,
+        ).stdout
+        return json.loads(out.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, OSError, json.JSONDecodeError, IndexError):
+        return {}
+
+
+def detect_environment(python: str) -> Environment:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return Environment(
+        cpus=cpus,
+        memory_bytes=psutil.virtual_memory().total,
+        gpus=detect_gpus(),
+        packages=probe_packages(python),
+    )

@@ -1,0 +1,289 @@
+"""The LLM client the agent calls: retries, JSON answers with one repair re-ask, cost accounting, call log.
+
+Every call (not every attempt) appends one LLMCallRecord to llm_calls.jsonl, failed calls
+included, and adds its tokens and cost to the client's UsageLedger.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from gome_agent import jsonl
+from gome_agent.errors import LLMOutputError
+from gome_agent.llm.config import LLMConfig
+from gome_agent.llm.jsonparse import parse_json_as
+from gome_agent.llm.pricing import cost_usd, price_for
+from gome_agent.llm.providers import Provider, RawReply, build_provider
+from gome_agent.llm.retry import RetryLoop, TransientError
+from gome_agent.llm.types import Completion, LLMCallRecord, Message, Structured, Usage
+
+T = TypeVar("T", bound=BaseModel)
+
+log = logging.getLogger(__name__)
+
+_REPAIR_ERROR_CHARS = 2000
+_JSON_HINT = "Reply with a single JSON object only."
+
+
+def _bucket() -> dict[str, Any]:
+    return {
+        "calls": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cached_input_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": 0.0,
+        "unpriced_calls": 0,
+    }
+
+
+class UsageLedger:
+    """Thread-safe running totals of tokens and cost, overall, per role and per model.
+
+    Failed calls count too (their empty or cut replies were billed). `cost_usd` sums the
+    calls with a known price; `unpriced_calls` counts the others.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = _bucket()
+        self._by_role: dict[str, dict[str, Any]] = {}
+        self._by_model: dict[str, dict[str, Any]] = {}
+
+    def add(self, role: str, model: str, usage: Usage, cost: float | None) -> None:
+        with self._lock:
+            for bucket in (
+                self._total,
+                self._by_role.setdefault(role, _bucket()),
+                self._by_model.setdefault(model, _bucket()),
+            ):
+                bucket["calls"] += 1
+                bucket["input_tokens"] += usage.input_tokens
+                bucket["output_tokens"] += usage.output_tokens
+                bucket["cached_input_tokens"] += usage.cached_input_tokens
+                bucket["reasoning_tokens"] += usage.reasoning_tokens
+                if cost is None:
+                    bucket["unpriced_calls"] += 1
+                else:
+                    bucket["cost_usd"] += cost
+
+    def totals(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                **self._total,
+                "by_role": {role: dict(bucket) for role, bucket in self._by_role.items()},
+                "by_model": {model: dict(bucket) for model, bucket in self._by_model.items()},
+            }
+
+
+class LLMClient:
+    """Sends chat messages to the configured LLM. Safe to share between threads.
+
+    `provider` replaces the one built from `config` (the scripted provider, or a strict
+    one in tests); `context` is copied into every call record (e.g. {"trace": 0}).
+    """
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        calls_log: Path | None,
+        *,
+        provider: Provider | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.calls_log = calls_log
+        self.context = dict(context or {})
+        self.ledger = UsageLedger()
+        self._provider = provider if provider is not None else build_provider(config)
+        if self._provider.name == "scripted":
+            self._provider_label, self._api_label = "scripted", "scripted"
+        else:
+            self._provider_label, self._api_label = config.provider, config.resolved_api()
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        role: str,
+        json_mode: bool = False,
+        max_output_tokens: int | None = None,
+        deadline: float | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> Completion:
+        """One reply. Raises LLMFatalError (retrying cannot help), LLMOutputError (empty or refused
+        reply) or LLMError (retries exhausted, deadline reached, request rejected)."""
+        model = self.config.model_for(role)
+        limit = max_output_tokens or self.config.max_output_tokens
+        loop = RetryLoop(
+            max_attempts=self.config.max_attempts,
+            backoff_base_s=self.config.backoff_base_s,
+            backoff_max_s=self.config.backoff_max_s,
+            deadline=deadline,
+            what=f"LLM call (role {role}, model {model})",
+        )
+        # Empty replies are retried but still billed, so their tokens are counted too.
+        spent = Usage()
+
+        def attempt(timeout_s: float) -> RawReply:
+            nonlocal spent
+            reply = self._provider.send(
+                model=model, messages=messages, json_mode=json_mode, max_output_tokens=limit, timeout_s=timeout_s
+            )
+            spent = spent + reply.usage
+            if reply.refusal:
+                raise LLMOutputError(f"the model {model} refused to answer: {reply.refusal[:1000]}")
+            if not reply.text.strip():
+                raise TransientError(
+                    f"empty reply from {model} (finish_reason {reply.finish_reason})", exhausted=LLMOutputError
+                )
+            return reply
+
+        started = time.monotonic()
+        try:
+            reply = loop.run(attempt, self.config.request_timeout_s)
+        except Exception as exc:
+            self._account(
+                role=role,
+                model=model,
+                usage=spent,
+                latency_s=time.monotonic() - started,
+                attempts=loop.attempts,
+                messages=messages,
+                tags=tags,
+                error=str(exc) or type(exc).__name__,
+            )
+            raise
+        text, finish_reason = reply.text, reply.finish_reason
+        if len(text) > self.config.max_reply_chars:
+            text, finish_reason = text[: self.config.max_reply_chars], "length_cut"
+        completion = Completion(
+            text=text,
+            model=reply.model or model,
+            usage=spent,
+            cost_usd=self._cost(model, reply.model, spent),
+            latency_s=time.monotonic() - started,
+            attempts=loop.attempts,
+            finish_reason=finish_reason,
+        )
+        self._account(
+            role=role,
+            model=model,
+            usage=spent,
+            latency_s=completion.latency_s,
+            attempts=loop.attempts,
+            messages=messages,
+            tags=tags,
+            completion=completion,
+        )
+        return completion
+
+    def structured(
+        self,
+        messages: list[Message],
+        schema: type[T],
+        *,
+        role: str,
+        deadline: float | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> Structured[T]:
+        """A reply parsed into `schema`. An unusable reply gets one re-ask that quotes the exact
+        problem; if that is unusable too, LLMOutputError carries the problem."""
+        messages = list(messages)
+        if not any("json" in m.content.lower() for m in messages):
+            # JSON modes refuse prompts that never mention JSON, and a model told nothing guesses.
+            messages.append(Message(role="user", content=_JSON_HINT))
+        base_tags = {**(tags or {}), "schema": schema.__name__}
+        result = Structured[schema]  # type: ignore[valid-type]
+        first = self.complete(messages, role=role, json_mode=self.config.json_mode, deadline=deadline, tags=base_tags)
+        try:
+            return result(value=parse_json_as(first.text, schema), completions=[first])
+        except ValueError as exc:
+            problem = str(exc)
+        if len(problem) > _REPAIR_ERROR_CHARS:
+            problem = problem[:_REPAIR_ERROR_CHARS] + " ..."
+        repair = [
+            *messages,
+            Message(role="assistant", content=first.text),
+            Message(
+                role="user",
+                content=(
+                    f"Your reply could not be used: {problem}\n"
+                    "Reply with only the corrected JSON object: no prose, no code fences."
+                ),
+            ),
+        ]
+        second = self.complete(
+            repair, role=role, json_mode=self.config.json_mode, deadline=deadline, tags={**base_tags, "repair": True}
+        )
+        try:
+            return result(value=parse_json_as(second.text, schema), completions=[first, second])
+        except ValueError as exc:
+            raise LLMOutputError(
+                f"the {role} reply is still unusable after the repair re-ask ({schema.__name__}): {exc}"
+            ) from None
+
+    def _cost(self, model: str, served_model: str, usage: Usage) -> float | None:
+        price = price_for(model, self.config.prices)
+        if price is None and served_model:
+            price = price_for(served_model, self.config.prices)
+        return cost_usd(usage, price)
+
+    def _account(
+        self,
+        *,
+        role: str,
+        model: str,
+        usage: Usage,
+        latency_s: float,
+        attempts: int,
+        messages: list[Message],
+        tags: dict[str, Any] | None,
+        completion: Completion | None = None,
+        error: str | None = None,
+    ) -> None:
+        cost = completion.cost_usd if completion is not None else self._cost(model, "", usage)
+        self.ledger.add(role, model, usage, cost)
+        if self.calls_log is None:
+            return
+        record = LLMCallRecord(
+            ts=datetime.now(timezone.utc).isoformat(),
+            call_id=uuid.uuid4().hex,
+            role=role,
+            provider=self._provider_label,
+            api=self._api_label,
+            model=model,
+            status="ok" if completion is not None else "error",
+            attempts=attempts,
+            latency_s=round(latency_s, 3),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=cost,
+            error=error,
+            finish_reason=completion.finish_reason if completion is not None else None,
+            context=self.context,
+            tags=dict(tags or {}),
+            messages=list(messages) if self.config.log_prompts else None,
+            reply=completion.text if completion is not None and self.config.log_prompts else None,
+        )
+        try:
+            jsonl.append(self.calls_log, record)
+        except OSError as exc:
+            # A full disk must not turn a good answer into a failed call; the ledger still counts it.
+            log.error("could not append to %s: %s", self.calls_log, exc)
+
+
+def create_client(config: LLMConfig, calls_log: Path | None, *, context: dict[str, Any] | None = None) -> LLMClient:
+    """The client for `config`; ConfigError naming the variable when the API key is not in the environment."""
+    return LLMClient(config, calls_log, context=context)
+

@@ -1,0 +1,83 @@
+"""Settings of the LLM layer: which provider and API, which model per role, limits, retries and prices."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gome_agent.errors import ConfigError
+
+_DEFAULT_API = {"openai": "responses", "openai-compatible": "chat", "anthropic": "messages"}
+_ALLOWED_APIS = {
+    "openai": ("chat", "responses"),
+    "openai-compatible": ("chat", "responses"),
+    "anthropic": ("messages",),
+}
+_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "openai-compatible": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+class Price(BaseModel):
+    """USD per million tokens; cached input falls back to the input price when unknown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+
+
+class LLMConfig(BaseModel):
+    """How to reach the LLM. API keys are never settings: they are read from `api_key_env`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["openai", "anthropic", "openai-compatible"] = "openai"
+    # None: openai -> "responses", openai-compatible -> "chat", anthropic -> "messages".
+    api: Literal["chat", "responses", "messages"] | None = None
+    model: str = "gpt-5"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    # None: not sent at all, because reasoning models reject the parameter.
+    temperature: float | None = None
+    max_output_tokens: int = Field(default=16384, ge=1)
+    reasoning_effort: str | None = None
+    request_timeout_s: float = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_base_s: float = Field(default=2.0, ge=0)
+    backoff_max_s: float = Field(default=60.0, ge=0)
+    stream: bool = True
+    json_mode: bool = True
+    max_reply_chars: int = Field(default=400_000, ge=1)
+    log_prompts: bool = True
+    role_models: dict[str, str] = Field(default_factory=dict)
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> LLMConfig:
+        self.resolved_api()
+        if self.provider == "openai-compatible" and not self.base_url:
+            raise ConfigError(
+                "LLM provider 'openai-compatible' needs the setting 'base_url' "
+                "(for example http://127.0.0.1:8080/v1 for llama.cpp, vLLM or Ollama)"
+            )
+        return self
+
+    def resolved_api(self) -> str:
+        """The API actually used; ConfigError for a provider/API pair that cannot work."""
+        api = self.api or _DEFAULT_API[self.provider]
+        allowed = _ALLOWED_APIS[self.provider]
+        if api not in allowed:
+            raise ConfigError(
+                f"LLM setting api={api!r} does not work with provider={self.provider!r}; "
+                f"use one of: {', '.join(allowed)}"
+            )
+        return api
+
+    def model_for(self, role: str) -> str:
+        """The model for a role ("code", "diagnose", ...): its override, else the default model."""
+        return self.role_models.get(role, self.model)
+
+    def key_env_var(self) -> str:
+        """The environment variable that holds the API key."""
+        return self.api_key_env or _DEFAULT_KEY_ENV[self.provider]

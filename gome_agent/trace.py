@@ -1,0 +1,443 @@
+"""One optimization trace: draft, then gradient steps on the current best solution.
+
+Each step:
+  1. gradient: a structured diagnosis of the current best (observations, the
+     limiting problem, scored candidate directions), informed by the trace's
+     history and the shared success memory (momentum);
+  2. update: the chosen direction applied as a minimal code change to the best main.py;
+  3. run, with bounded debug attempts when the code fails;
+  4. accept only if the submission is valid and the validation score improves
+     on the trace's best; otherwise roll back (the best is untouched) and keep
+     the lesson in the history.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from gome_agent import budget as budget_mod
+from gome_agent.best import BestKeeper
+from gome_agent.budget import Budget
+from gome_agent.config import RunConfig
+from gome_agent.edits import EditError, new_code
+from gome_agent.errors import LLMError, LLMFatalError
+from gome_agent.executor import Executor, RunResult, RunSpec
+from gome_agent.gradient import Candidate, Gradient, ScoredCandidate, select_direction
+from gome_agent.llm.client import LLMClient
+from gome_agent.llm.types import Completion, Message
+from gome_agent.momentum import SuccessMemory
+from gome_agent.prompting import Prompts
+from gome_agent.records import BestUpdated, EventLog, StepRecord, now_iso
+from gome_agent.sample import SampleSubmission
+from gome_agent.submission import OutputCheck, check_outputs
+from gome_agent.task import Task
+
+log = logging.getLogger(__name__)
+
+_TAIL = 2500  # characters of output shown in prompts
+
+
+def _tail(text: str, limit: int = _TAIL) -> str:
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def _fmt_score(value: float | None) -> str:
+    return "none" if value is None else f"{value:.6g}"
+
+
+@dataclass
+class Meter:
+    """LLM and run time, calls and tokens spent in one step."""
+
+    started: float = field(default_factory=time.monotonic)
+    llm_s: float = 0.0
+    run_s: float = 0.0
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, completion: Completion) -> None:
+        self.llm_s += completion.latency_s
+        self.calls += 1
+        self.input_tokens += completion.usage.input_tokens
+        self.output_tokens += completion.usage.output_tokens
+        self.cost_usd += completion.cost_usd or 0.0
+
+
+@dataclass
+class Evaluation:
+    """The outcome of running a step's code, after any debug attempts."""
+
+    ok: bool
+    code: str
+    attempt_dir: Path
+    runs: int
+    result: RunResult | None
+    check: OutputCheck | None
+    message: str
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TraceState:
+    """What a trace knows: its steps and its current best."""
+
+    steps: list[StepRecord] = field(default_factory=list)
+    best: StepRecord | None = None
+    best_code: str | None = None
+    best_runtime_s: float = 0.0
+    best_stdout_tail: str = ""
+
+    @property
+    def next_step(self) -> int:
+        return len(self.steps) + 1
+
+
+class StepFailed(Exception):
+    """The step could not produce code (LLM output unusable after its retries)."""
+
+
+class Trace:
+    """A single optimization trajectory with its own current best."""
+
+    def __init__(
+        self,
+        *,
+        index: int,
+        config: RunConfig,
+        task: Task,
+        sample: SampleSubmission,
+        llm: LLMClient,
+        prompts: Prompts,
+        executor: Executor,
+        memory: SuccessMemory,
+        keeper: BestKeeper,
+        events: EventLog,
+        budget: Budget,
+        environment: str,
+        siblings: Callable[[], list[str]] | None = None,
+        state: TraceState | None = None,
+    ) -> None:
+        self.index = index
+        self.cfg = config
+        self.opt = config.optimizer
+        self.task = task
+        self.sample = sample
+        self.llm = llm
+        self.prompts = prompts
+        self.executor = executor
+        self.memory = memory
+        self.keeper = keeper
+        self.events = events
+        self.budget = budget
+        self.environment = environment
+        self.siblings = siblings or (lambda: [])
+        self.state = state or TraceState()
+        self.folder = config.workdir / "traces" / f"t{index}"
+        self._consecutive_errors = 0
+
+    # Time ---------------------------------------------------------------------
+    @property
+    def max_run_s(self) -> float:
+        if self.cfg.execution.max_run_minutes is not None:
+            return self.cfg.execution.max_run_minutes * 60
+        return min(3600.0, self.cfg.time_limit_s / 4)
+
+    def can_step(self) -> bool:
+        if self.opt.max_steps is not None and len(self.state.steps) >= self.opt.max_steps:
+            return False
+        return self.budget.remaining() >= self.cfg.execution.min_run_seconds
+
+    def _context(self) -> dict[str, object]:
+        stage = self.budget.stage(self.cfg.stages)
+        return {
+            "task": self.task,
+            "environment": self.environment,
+            "run_time_limit": budget_mod.format_duration(self.budget.run_timeout(self.max_run_s)),
+            "stage_guidance": budget_mod.STAGE_GUIDANCE[stage],
+            "budget": self.budget.describe(),
+        }
+
+    # The loop -----------------------------------------------------------------
+    def run(self) -> None:
+        while self.can_step():
+            self.step()
+            if self._consecutive_errors:
+                # The LLM layer already retried; wait a little before the next step so an
+                # outage of the provider does not burn steps in a tight loop.
+                pause = min(30.0 * self._consecutive_errors, 300.0, self.budget.remaining())
+                time.sleep(max(0.0, pause))
+
+    def step(self) -> StepRecord:
+        number = self.state.next_step
+        clock = self.memory.tick()
+        stage = self.budget.stage(self.cfg.stages)
+        meter = Meter()
+        started_at = now_iso()
+        step_dir = self.folder / f"s{number:04d}"
+        kind = "draft" if self.state.best is None else "improve"
+        best_before = self.state.best.score if self.state.best else None
+        record = StepRecord(
+            trace=self.index, step=number, clock=clock, kind=kind, stage=stage,
+            parent_step=self.state.best.step if self.state.best else None,
+            status="error", best_before=best_before, started_at=started_at,
+        )
+        try:
+            if kind == "draft":
+                code, record.hypothesis = self._draft(meter)
+                record.component = "workflow"
+            else:
+                gradient, ranking, direction = self._diagnose(meter)
+                record.gradient, record.ranking = gradient, ranking
+                record.limiting_problem = gradient.limiting_problem
+                record.hypothesis, record.component = direction.hypothesis, direction.component
+                code = self._update(direction, meter)
+            evaluation = self._evaluate(code, step_dir, record.hypothesis, meter)
+            self._decide(record, evaluation)
+            self._consecutive_errors = 0
+        except LLMFatalError:
+            raise
+        except (LLMError, StepFailed) as exc:
+            self._consecutive_errors += 1
+            record.status = "error"
+            record.message = str(exc)
+            record.lesson = f"No code was run: {exc}"
+        record.duration_s = round(time.monotonic() - meter.started, 3)
+        record.llm_s = round(meter.llm_s, 3)
+        record.run_s = round(meter.run_s, 3)
+        record.overhead_s = round(max(0.0, record.duration_s - meter.llm_s - meter.run_s), 4)
+        record.llm_calls = meter.calls
+        record.input_tokens, record.output_tokens = meter.input_tokens, meter.output_tokens
+        record.cost_usd = round(meter.cost_usd, 6)
+        self.state.steps.append(record)
+        self.events.write(record)
+        log.info(
+            "trace %d step %d [%s] %s: %s (score %s, best %s)",
+            self.index, number, kind, record.status, record.hypothesis[:80],
+            _fmt_score(record.score), _fmt_score(self.state.best.score if self.state.best else None),
+        )
+        return record
+
+    # LLM helpers --------------------------------------------------------------
+    def _ask_code(self, messages: list[Message], current: str | None, role: str, meter: Meter) -> tuple[str, str]:
+        """Ask for code; re-ask (bounded) when the reply's edits do not apply."""
+        tags = {"trace": self.index, "step": self.state.next_step}
+        for attempt in range(self.opt.max_reply_edit_retries + 1):
+            completion = self.llm.complete(messages, role=role, deadline=self.budget.deadline, tags=tags)
+            meter.add(completion)
+            try:
+                return new_code(completion.text, current)
+            except EditError as exc:
+                if attempt == self.opt.max_reply_edit_retries:
+                    raise StepFailed(f"the model's code reply could not be used: {exc}") from exc
+                messages = [
+                    *messages,
+                    Message(role="assistant", content=completion.text),
+                    Message(role="user", content=f"That reply could not be applied: {exc}. Reply again, correctly."),
+                ]
+        raise AssertionError("unreachable")
+
+    # Draft --------------------------------------------------------------------
+    def _draft(self, meter: Meter) -> tuple[str, str]:
+        failures = [s.lesson for s in self.state.steps if s.kind == "draft" and s.status != "accepted"][-3:]
+        messages = self.prompts.messages("draft", **self._context(), avoid=self.siblings(), failures=failures)
+        code, approach = self._ask_code(messages, None, "draft", meter)
+        return code, approach or "first complete solution"
+
+    # Gradient + update --------------------------------------------------------
+    def _best_view(self, with_code: bool = True) -> dict[str, object]:
+        best = self.state.best
+        assert best is not None and self.state.best_code is not None
+        view: dict[str, object] = {
+            "step": best.step,
+            "score": _fmt_score(best.score),
+            "hypothesis": best.hypothesis,
+            "runtime": budget_mod.format_duration(self.state.best_runtime_s),
+            "stdout_tail": _tail(self.state.best_stdout_tail, 1500),
+        }
+        if with_code:
+            view["code"] = self.state.best_code
+        return view
+
+    def _history_views(self) -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
+        """Accepted path, recent steps and recalled successes, each bounded in length."""
+        steps = self.state.steps
+        accepted = [s for s in steps if s.accepted][-self.opt.accepted_window :]
+        recent = steps[-self.opt.history_window :]
+        if not self.opt.momentum:
+            # The paper's w/o-momentum ablation: no successes anywhere, only failures in the history.
+            return [], [self._step_view(s) for s in recent if not s.accepted], []
+        accepted_views = [
+            {"step": s.step, "hypothesis": s.hypothesis, "score": _fmt_score(s.score),
+             "gain": None if s.gain is None else f"{s.gain:+.4g}"}
+            for s in accepted
+        ]
+        shown = {(self.index, s.step) for s in accepted}
+        last = steps[-1] if steps else None
+        query = " ".join(
+            x for x in (
+                self.task.task_type,
+                self.state.best.hypothesis if self.state.best else "",
+                (last.limiting_problem or "") if last else "",
+                last.hypothesis if last else "",
+            ) if x
+        )
+        exclude = {e.id for e in self.memory.entries() if (e.trace, e.step) in shown}
+        recalls = self.memory.recall(
+            query,
+            best_score=self.state.best.score if self.state.best else None,
+            higher_is_better=self.task.higher_is_better,
+            top_k=self.opt.memory_top_k,
+            exclude_ids=exclude,
+        )
+        memory_views = [
+            {"trace": r.entry.trace, "step": r.entry.step, "hypothesis": r.entry.hypothesis,
+             "component": r.entry.component, "problem": r.entry.problem[:400],
+             "score": _fmt_score(r.entry.score), "age": r.age, "own": r.entry.trace == self.index,
+             "gain": None if r.entry.gain is None else f"{r.entry.gain:+.4g}"}
+            for r in recalls
+        ]
+        return accepted_views, [self._step_view(s) for s in recent], memory_views
+
+    @staticmethod
+    def _step_view(s: StepRecord) -> dict[str, object]:
+        return {
+            "step": s.step, "kind": s.kind, "hypothesis": s.hypothesis[:400], "component": s.component,
+            "status": s.status, "score": None if s.score is None else _fmt_score(s.score), "lesson": s.lesson[:500],
+        }
+
+    def _diagnose(self, meter: Meter) -> tuple[Gradient, list[ScoredCandidate], Candidate]:
+        accepted, history, memory = self._history_views()
+        messages = self.prompts.messages(
+            "gradient", **self._context(), best=self._best_view(), accepted=accepted,
+            history=history, memory=memory, k=self.opt.directions,
+        )
+        result = self.llm.structured(
+            messages, Gradient, role="gradient", deadline=self.budget.deadline,
+            tags={"trace": self.index, "step": self.state.next_step},
+        )
+        for completion in result.completions:
+            meter.add(completion)
+        gradient = result.value
+        gradient.candidates = gradient.candidates[: self.opt.directions]
+        texts = [f"{c.hypothesis} {c.component}" for c in gradient.candidates]
+        support = self.memory.support(texts) if self.opt.momentum else [0.0] * len(texts)
+        tried = [s.hypothesis for s in self.state.steps[-20:] if s.status in ("rejected", "failed") and s.hypothesis]
+        direction, ranking = select_direction(
+            gradient, support=support, tried=tried,
+            momentum_weight=self.opt.momentum_weight if self.opt.momentum else 0.0,
+            repeat_penalty=self.opt.repeat_penalty,
+        )
+        return gradient, ranking, direction
+
+    def _update(self, direction: Candidate, meter: Meter) -> str:
+        messages = self.prompts.messages(
+            "update", **self._context(), best=self._best_view(),
+            direction=direction.model_dump(include={"hypothesis", "reasoning", "expected_impact", "component"}),
+        )
+        code, _ = self._ask_code(messages, self.state.best_code, "update", meter)
+        return code
+
+    # Run + debug --------------------------------------------------------------
+    def _evaluate(self, code: str, step_dir: Path, goal: str, meter: Meter) -> Evaluation:
+        earlier: list[str] = []
+        attempt_dir = step_dir / "a0"
+        result: RunResult | None = None
+        check: OutputCheck | None = None
+        message, problems = "no run was started", []
+        runs = 0
+        for attempt in range(self.opt.max_debug + 1):
+            timeout = self.budget.run_timeout(self.max_run_s)
+            if timeout < self.cfg.execution.min_run_seconds:
+                message = f"not run: only {timeout:.0f} s of the time budget left"
+                break
+            attempt_dir = step_dir / f"a{attempt}"
+            attempt_dir.mkdir(parents=True, exist_ok=True)
+            (attempt_dir / "main.py").write_text(code, encoding="utf-8")
+            result = self.executor.run(RunSpec(
+                workdir=attempt_dir, timeout_s=timeout, memory_limit_bytes=self._memory_limit(),
+            ))
+            runs += 1
+            meter.run_s += result.duration_s
+            check = check_outputs(attempt_dir, self.sample)
+            if result.status == "ok" and check.ok:
+                return Evaluation(True, code, attempt_dir, runs, result, check, "ran and produced a valid scored submission")
+            message = result.message if result.status != "ok" else "the run finished but its outputs break the contract"
+            problems = check.problems if result.status == "ok" else check.problems[:3]
+            if attempt == self.opt.max_debug:
+                break
+            failure = {
+                "message": message,
+                "problems": problems,
+                "stderr_tail": _tail(result.stderr_tail),
+                "stdout_tail": _tail(result.stdout_tail, 1200),
+            }
+            messages = self.prompts.messages(
+                "debug", **self._context(), goal=goal, code=code, failure=failure, earlier=earlier,
+            )
+            try:
+                fixed, change = self._ask_code(messages, code, "debug", meter)
+            except StepFailed as exc:
+                message = f"{message}; the fix could not be applied: {exc}"
+                break
+            earlier.append(f"attempt {attempt + 1}: {message}" + (f" -> changed: {change}" if change else ""))
+            code = fixed
+        return Evaluation(False, code, attempt_dir, runs, result, check, message, problems)
+
+    def _memory_limit(self) -> int:
+        if self.cfg.execution.memory_limit_gb is not None:
+            return int(self.cfg.execution.memory_limit_gb * 2**30)
+        return int(psutil.virtual_memory().total * 0.75)
+
+    # Accept or reject ---------------------------------------------------------
+    def _decide(self, record: StepRecord, ev: Evaluation) -> None:
+        record.runs = ev.runs
+        record.code_dir = str(ev.attempt_dir.relative_to(self.cfg.workdir))
+        record.run_status = ev.result.status if ev.result else None
+        metric = self.task.metric_name
+        if not ev.ok:
+            record.status = "failed"
+            record.message = ev.message
+            detail = "; ".join(ev.problems[:2])
+            record.lesson = f"Failed after {ev.runs} run(s): {ev.message}" + (f" ({detail})" if detail else "")
+            return
+        assert ev.check is not None and ev.check.score is not None and ev.result is not None
+        score = ev.check.score
+        record.score = score
+        best = self.state.best
+        improved = self.task.is_better(score, best.score if best else None)
+        gain = None if best is None or best.score is None else score - best.score
+        if improved and gain is not None and abs(gain) <= self.opt.min_improvement:
+            improved = False
+        record.gain = gain
+        if not improved:
+            record.status = "rejected"
+            record.message = f"{metric} {_fmt_score(score)} does not beat the best {_fmt_score(record.best_before)}"
+            record.lesson = f"Rejected: {metric} {_fmt_score(score)} vs best {_fmt_score(record.best_before)} ({self.task.direction_word()}); rolled back."
+            return
+        record.status = "accepted"
+        record.accepted = True
+        record.message = "accepted" if best else "accepted as the trace's first valid solution"
+        record.lesson = (
+            f"Accepted: {metric} {_fmt_score(record.best_before)} -> {_fmt_score(score)}"
+            + (f" (gain {gain:+.4g})." if gain is not None else ".")
+        )
+        self.state.best = record
+        self.state.best_code = ev.code
+        self.state.best_runtime_s = ev.result.duration_s
+        self.state.best_stdout_tail = ev.result.stdout_tail
+        self.memory.record(
+            trace=self.index, step=record.step, hypothesis=record.hypothesis,
+            component=record.component or "workflow",
+            problem=record.limiting_problem or "first working solution",
+            score=score, gain=gain,
+        )
+        if self.keeper.offer(score=score, trace=self.index, step=record.step, attempt_dir=ev.attempt_dir):
+            self.events.write(BestUpdated(trace=self.index, step=record.step, score=score, source="step"))
