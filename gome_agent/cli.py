@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print("no submission could be written", file=sys.stderr)
     print(f"run folder: {summary.workdir}")
-    return 0 if summary.submission is not None else 1
+    return 0 if summary.submission is not None and not summary.fatal else 1
 
 
 def cmd_prompts_check(args: argparse.Namespace) -> int:
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
     overhead = bsub.add_parser("overhead", help="the agent's own time per step and prompt growth (scripted LLM)")
-    overhead.add_argument("--steps", type=int, default=100)
+    overhead.add_argument("--steps", type=int, default=100, help="steps to run (100 measures the prompt at step 100)")
     overhead.add_argument("--out", type=Path, help="keep the benchmark's run folder here")
     overhead.set_defaults(func=cmd_bench_overhead)
     return parser

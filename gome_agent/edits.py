@@ -91,7 +91,13 @@ def apply_edits(code: str, edits: list[Edit]) -> str:
                 f"edit block {number}: its SEARCH part occurs {code.count(edit.search)} times in main.py; "
                 "include more surrounding lines so it is unique"
             )
-        span = _locate(code, edit.search)
+        search, replacement = edit.search, edit.replace
+        span = _locate(code, search)
+        if span is None and code.count(search.rstrip("\n")) == 1:
+            # A SEARCH part that is a piece of one line: its block's final newline is not in the code.
+            search, replacement = search.rstrip("\n"), replacement.rstrip("\n")
+            start = code.index(search)
+            span = (start, start + len(search))
         if span is None:
             first = edit.search.strip().splitlines()[0][:120]
             raise EditError(
@@ -99,7 +105,6 @@ def apply_edits(code: str, edits: list[Edit]) -> str:
                 f"(it starts with {first!r}); copy the lines exactly as they are in the current code"
             )
         start, end = span
-        replacement = edit.replace
         if code[start:end].endswith("\n") and replacement and not replacement.endswith("\n"):
             replacement += "\n"
         code = code[:start] + replacement + code[end:]

@@ -30,7 +30,14 @@ class LLMFatalError(LLMError):
 
 
 class LLMOutputError(LLMError):
-    """The model's reply could not be used (invalid JSON after the repair re-ask, empty, refusal)."""
+    """The model's reply could not be used (invalid JSON after the repair re-ask, empty, refusal).
+
+    `completions` holds the replies that were received and paid for, so callers can account for them.
+    """
+
+    def __init__(self, message: str, *, completions: list[object] | None = None) -> None:
+        super().__init__(message)
+        self.completions = completions or []
 
 
 class ExecutorError(GomeError):

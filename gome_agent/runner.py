@@ -26,12 +26,12 @@ from gome_agent.best import BestKeeper
 from gome_agent.budget import Budget
 from gome_agent.config import RunConfig
 from gome_agent.environment import detect_environment
-from gome_agent.errors import ConfigError, GomeError, LLMFatalError
+from gome_agent.errors import ConfigError, GomeError, LLMFatalError, PromptError
 from gome_agent.executor import Executor
 from gome_agent.fallback import build_constant_submission
 from gome_agent.llm.client import LLMClient, create_client
 from gome_agent.momentum import SuccessMemory
-from gome_agent.prompting import Prompts
+from gome_agent.prompting import Prompts, check_prompts
 from gome_agent.records import EventLog, FallbackWritten, Note, RunFinished, RunStarted, TaskAnalyzed
 from gome_agent.sample import SampleSubmission, find_sample_submission, load_sample_submission
 from gome_agent.task import Task, analyze_task, scan_competition
@@ -51,6 +51,7 @@ class RunSummary:
     best_score: float | None
     steps: int
     submission: Path | None
+    fatal: bool = False
 
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
@@ -80,8 +81,24 @@ class Run:
         self.workdir.mkdir(parents=True, exist_ok=True)
         jsonl.write_json(self.workdir / "config.json", self.cfg.to_record())
 
+    def _preflight(self) -> tuple[Prompts, LLMClient]:
+        """Checks that must pass before a run folder is made: prompt overrides and the API key."""
+        if self.cfg.prompts_dir is not None:
+            _, problems = check_prompts(self.cfg.prompts_dir)
+            if problems:
+                raise PromptError(
+                    f"the templates in {self.cfg.prompts_dir} have problems: " + "; ".join(str(p) for p in problems)
+                )
+        prompts = Prompts(self.cfg.prompts_dir)
+        llm = self._llm or create_client(self.cfg.llm, self.workdir / "llm_calls.jsonl", context={"trace": 0})
+        return prompts, llm
+
     def _read_task(self, llm: LLMClient, prompts: Prompts) -> Task:
         scan = scan_competition(self.cfg.data_dir)
+        self.events.write(RunStarted(
+            version=__version__, competition_id=scan.competition_id,
+            time_limit_s=self.cfg.time_limit_s, traces=self.cfg.traces,
+        ))
         task = analyze_task(llm, prompts, scan, higher_is_better=self.cfg.higher_is_better, deadline=self.budget.deadline)
         jsonl.write_json(self.workdir / "task.json", task)
         self.events.write(TaskAnalyzed(
@@ -91,20 +108,15 @@ class Run:
         return task
 
     def execute(self) -> RunSummary:
+        prompts, llm = self._preflight()
         self._prepare_folder()
         previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
         reason = "budget spent"
+        fatal = False
         steps = 0
-        llm = self._llm
         try:
-            prompts = Prompts(self.cfg.prompts_dir)
-            llm = llm or create_client(self.cfg.llm, self.workdir / "llm_calls.jsonl", context={"trace": 0})
             self.task = self._read_task(llm, prompts)
             self.keeper = BestKeeper(self.workdir, higher_is_better=self.task.higher_is_better)
-            self.events.write(RunStarted(
-                version=__version__, competition_id=self.task.competition_id,
-                time_limit_s=self.cfg.time_limit_s, traces=self.cfg.traces,
-            ))
             self.sample = load_sample_submission(self.task.sample_path, self.task.id_column)
             python = self.cfg.execution.python or sys.executable
             self.executor = Executor(
@@ -128,6 +140,7 @@ class Run:
             reason = str(exc)
         except LLMFatalError as exc:
             reason = f"stopped: {exc}"
+            fatal = True
             self.events.write(Note(level="error", message=reason))
         except GomeError as exc:
             reason = f"stopped: {exc}"
@@ -144,12 +157,12 @@ class Run:
                 reason=reason, best_score=best.score if best else None,
                 best_trace=best.trace if best else None, best_step=best.step if best else None,
                 steps=steps, elapsed_s=round(self.budget.elapsed(), 3),
-                usage=llm.ledger.totals() if llm else {},
+                usage=llm.ledger.totals(),
             ))
         submission = self.workdir / "submission" / "submission.csv"
         return RunSummary(
             workdir=self.workdir, reason=reason, best_score=best.score if best else None,
-            steps=steps, submission=submission if submission.exists() else None,
+            steps=steps, submission=submission if submission.exists() else None, fatal=fatal,
         )
 
     def _ensure_submission(self) -> None:

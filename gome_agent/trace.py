@@ -26,7 +26,7 @@ from gome_agent.best import BestKeeper
 from gome_agent.budget import Budget
 from gome_agent.config import RunConfig
 from gome_agent.edits import EditError, new_code
-from gome_agent.errors import LLMError, LLMFatalError
+from gome_agent.errors import LLMError, LLMFatalError, LLMOutputError
 from gome_agent.executor import Executor, RunResult, RunSpec
 from gome_agent.gradient import Candidate, Gradient, ScoredCandidate, select_direction
 from gome_agent.llm.client import LLMClient
@@ -141,7 +141,7 @@ class Trace:
         self.siblings = siblings or (lambda: [])
         self.state = state or TraceState()
         self.folder = config.workdir / "traces" / f"t{index}"
-        self._consecutive_errors = 0
+        self._consecutive_outages = 0
 
     # Time ---------------------------------------------------------------------
     @property
@@ -169,11 +169,10 @@ class Trace:
     def run(self) -> None:
         while self.can_step():
             self.step()
-            if self._consecutive_errors:
-                # The LLM layer already retried; wait a little before the next step so an
-                # outage of the provider does not burn steps in a tight loop.
-                pause = min(30.0 * self._consecutive_errors, 300.0, self.budget.remaining())
-                time.sleep(max(0.0, pause))
+            if self._consecutive_outages and self.can_step():
+                # The LLM layer already retried with backoff; during a longer provider outage,
+                # wait before the next step instead of burning steps on failed calls.
+                time.sleep(min(30.0 * self._consecutive_outages, 300.0, self.budget.remaining()))
 
     def step(self) -> StepRecord:
         number = self.state.next_step
@@ -201,11 +200,12 @@ class Trace:
                 code = self._update(direction, meter)
             evaluation = self._evaluate(code, step_dir, record.hypothesis, meter)
             self._decide(record, evaluation)
-            self._consecutive_errors = 0
+            self._consecutive_outages = 0
         except LLMFatalError:
             raise
         except (LLMError, StepFailed) as exc:
-            self._consecutive_errors += 1
+            is_outage = isinstance(exc, LLMError) and not isinstance(exc, LLMOutputError)
+            self._consecutive_outages = self._consecutive_outages + 1 if is_outage else 0
             record.status = "error"
             record.message = str(exc)
             record.lesson = f"No code was run: {exc}"
@@ -319,10 +319,15 @@ class Trace:
             "gradient", **self._context(), best=self._best_view(), accepted=accepted,
             history=history, memory=memory, k=self.opt.directions,
         )
-        result = self.llm.structured(
-            messages, Gradient, role="gradient", deadline=self.budget.deadline,
-            tags={"trace": self.index, "step": self.state.next_step},
-        )
+        try:
+            result = self.llm.structured(
+                messages, Gradient, role="gradient", deadline=self.budget.deadline,
+                tags={"trace": self.index, "step": self.state.next_step},
+            )
+        except LLMOutputError as exc:
+            for completion in exc.completions:
+                meter.add(completion)  # type: ignore[arg-type]
+            raise
         for completion in result.completions:
             meter.add(completion)
         gradient = result.value

@@ -61,3 +61,9 @@ def test_no_code_and_syntax_errors():
         new_code("```python\ndef broken(:\n```", None)
     with pytest.raises(EditError, match="no current main.py"):
         new_code("<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE", None)
+
+
+def test_search_inside_one_line():
+    code = "model = Model(depth=3).fit(X)\n"
+    edits = parse_reply("<<<<<<< SEARCH\nModel(depth=3)\n=======\nModel(depth=5)\n>>>>>>> REPLACE").edits
+    assert apply_edits(code, edits) == "model = Model(depth=5).fit(X)\n"

@@ -16,6 +16,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from gome_agent import jsonl
 from gome_agent.bench.competitions import build_breast_cancer
 from gome_agent.bench.scripted import IDEAS, ScriptedPolicy, template_of
 from gome_agent.config import RunConfig
@@ -44,6 +45,15 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def _gradient_prompt_chars(calls_log: Path) -> dict[int, int]:
+    """Characters of the diagnosis prompt, by step."""
+    sizes = {}
+    for call in jsonl.iter_raw(calls_log):
+        if call.get("role") == "gradient" and not call.get("tags", {}).get("repair"):
+            sizes[call["tags"]["step"]] = sum(len(m["content"]) for m in call.get("messages") or [])
+    return sizes
+
+
 def measure(steps: int, workdir: Path) -> dict[str, object]:
     data = build_breast_cancer(workdir / "competition")
     policy = ScriptedPolicy(ANALYSIS, seed=1)
@@ -69,9 +79,8 @@ def measure(steps: int, workdir: Path) -> dict[str, object]:
     run(config, llm=llm)
     records = EventLog(config.workdir / "events.jsonl").steps()
     overheads = [r.overhead_s * 1000 for r in records]
-    grad = policy.prompt_chars.get("gradient", [])
-    at10 = grad[9] if len(grad) >= 10 else None
-    at100 = grad[99] if len(grad) >= 100 else None
+    sizes = _gradient_prompt_chars(config.workdir / "llm_calls.jsonl")
+    at10, at100 = sizes.get(10), sizes.get(100)
     ratio = round(at100 / at10, 3) if at10 and at100 else None
     mean = statistics.fmean(overheads)
     return {
@@ -80,7 +89,7 @@ def measure(steps: int, workdir: Path) -> dict[str, object]:
         "memory_entries": len(memory.entries()),
         "overhead_ms": {"mean": round(mean, 1), "p50": round(_percentile(overheads, 0.5), 1),
                         "p95": round(_percentile(overheads, 0.95), 1), "max": round(max(overheads), 1)},
-        "gradient_prompt_chars": {"call_10": at10, "call_100": at100, "ratio": ratio},
+        "gradient_prompt_chars": {"step_10": at10, "step_100": at100, "ratio": ratio},
         "goals": {"overhead_under_200ms": mean < 200, "prompt_ratio_at_most_1_5": ratio is not None and ratio <= 1.5},
     }
 

@@ -65,11 +65,9 @@ class ScriptedPolicy:
         self.rng = random.Random(seed)
         self.accept_rate = accept_rate
         self.run_seconds = run_seconds
-        self.prompt_chars: dict[str, list[int]] = {}
 
     def __call__(self, messages: list[Message], model: str) -> str:
         name = template_of(messages)
-        self.prompt_chars.setdefault(name, []).append(sum(len(m.content) for m in messages))
         if name == "task_analysis":
             return json.dumps(self.analysis)
         if name == "draft":

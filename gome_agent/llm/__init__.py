@@ -1,32 +1,28 @@
-"""The LLM layer: one client for OpenAI (Responses or Chat), Anthropic Messages and OpenAI-compatible servers."""
+"""The LLM layer: one client for OpenAI (Responses or Chat), Anthropic Messages and OpenAI-compatible servers.
 
-from gome_agent.llm.client import LLMClient, UsageLedger, create_client
-from gome_agent.llm.config import LLMConfig, Price
-from gome_agent.llm.jsonparse import JSONExtractError, extract_json_object, parse_json_as
-from gome_agent.llm.pricing import DEFAULT_PRICES, cost_usd, price_for
-from gome_agent.llm.providers import Provider, RawReply, build_provider
-from gome_agent.llm.providers.scripted import ScriptedProvider
-from gome_agent.llm.types import Completion, LLMCallRecord, Message, Structured, Usage
+Names are imported on first use (PEP 562), so reading `gome_agent.llm.config`
+does not load both SDKs: the CLI starts fast, and a run loads only what it uses.
+"""
 
-__all__ = [
-    "DEFAULT_PRICES",
-    "Completion",
-    "JSONExtractError",
-    "LLMCallRecord",
-    "LLMClient",
-    "LLMConfig",
-    "Message",
-    "Price",
-    "Provider",
-    "RawReply",
-    "ScriptedProvider",
-    "Structured",
-    "Usage",
-    "UsageLedger",
-    "build_provider",
-    "cost_usd",
-    "create_client",
-    "extract_json_object",
-    "parse_json_as",
-    "price_for",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "LLMClient": "client", "UsageLedger": "client", "create_client": "client",
+    "LLMConfig": "config", "Price": "config",
+    "JSONExtractError": "jsonparse", "extract_json_object": "jsonparse", "parse_json_as": "jsonparse",
+    "DEFAULT_PRICES": "pricing", "cost_usd": "pricing", "price_for": "pricing",
+    "Provider": "providers", "RawReply": "providers", "build_provider": "providers",
+    "ScriptedProvider": "providers.scripted",
+    "Completion": "types", "LLMCallRecord": "types", "Message": "types", "Structured": "types", "Usage": "types",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'gome_agent.llm' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"gome_agent.llm.{_EXPORTS[name]}"), name)

@@ -228,7 +228,8 @@ class LLMClient:
             return result(value=parse_json_as(second.text, schema), completions=[first, second])
         except ValueError as exc:
             raise LLMOutputError(
-                f"the {role} reply is still unusable after the repair re-ask ({schema.__name__}): {exc}"
+                f"the {role} reply is still unusable after the repair re-ask ({schema.__name__}): {exc}",
+                completions=[first, second],
             ) from None
 
     def _cost(self, model: str, served_model: str, usage: Usage) -> float | None:
