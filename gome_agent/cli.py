@@ -11,7 +11,7 @@ from typing import Any
 
 from gome_agent import __version__
 from gome_agent.config import build_config, load_config_file, parse_duration
-from gome_agent.errors import GomeError
+from gome_agent.errors import ConfigError, GomeError
 
 log = logging.getLogger("gome")
 
@@ -48,8 +48,14 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     for flag, key in (("model", "model"), ("provider", "provider"), ("base_url", "base_url"), ("api", "api")):
         if getattr(args, flag) is not None:
             llm[key] = getattr(args, flag)
+    if args.traces is not None:
+        out["traces"] = args.traces
     if args.max_steps is not None:
         optimizer["max_steps"] = args.max_steps
+    if args.no_momentum:
+        optimizer["momentum"] = False
+    if args.direct:
+        optimizer["structured_gradient"] = False
     if args.sandbox is not None:
         execution["sandbox"] = args.sandbox
     if args.no_network:
@@ -67,11 +73,18 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gome_agent.runner import run
+    from gome_agent.runner import resume, run
 
-    file_values = load_config_file(args.config) if args.config else {}
-    config = build_config(file_values, _run_overrides(args))
-    summary = run(config)
+    if args.resume is not None:
+        given = [f for f in ("data_dir", "workdir", "config", "model", "provider", "base_url", "traces") if getattr(args, f)]
+        if given:
+            raise ConfigError(f"--resume continues a run with its recorded settings; drop {', '.join('--' + g.replace('_', '-') for g in given)}")
+        summary = resume(args.resume, time_limit_s=parse_duration(args.time_limit) if args.time_limit else None)
+    else:
+        if args.data_dir is None or args.workdir is None:
+            raise ConfigError("gome run needs --data-dir and --workdir (or --resume OUT to continue a run)")
+        file_values = load_config_file(args.config) if args.config else {}
+        summary = run(build_config(file_values, _run_overrides(args)))
     score = "none" if summary.best_score is None else f"{summary.best_score:.6g}"
     print(f"run finished ({summary.reason}); {summary.steps} step(s); best validation score: {score}")
     if summary.submission is not None:
@@ -116,6 +129,13 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
     return overhead_main(steps=args.steps, out=args.out)
 
 
+def cmd_bench_scheduler(args: argparse.Namespace) -> int:
+    from gome_agent.bench.scheduler import main as scheduler_main
+
+    return scheduler_main(run_s=args.run_seconds, llm_delay_s=args.llm_delay, steps=args.steps,
+                          traces=args.traces, out=args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gome",
@@ -126,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="optimize a solution for a competition folder")
-    run.add_argument("--data-dir", type=Path, required=True, help="competition folder (description.md, data, sample submission)")
-    run.add_argument("--workdir", type=Path, required=True, help="run folder to create")
+    run.add_argument("--data-dir", type=Path, help="competition folder (description.md, data, sample submission)")
+    run.add_argument("--workdir", type=Path, help="run folder to create")
+    run.add_argument("--resume", type=Path, metavar="OUT", help="continue the interrupted run in OUT with the budget it had left")
     run.add_argument("--time-limit", help="total budget, e.g. 12h, 90m (default 2h)")
     run.add_argument("--model", help="model name (default gpt-5)")
     run.add_argument("--provider", choices=["openai", "anthropic", "openai-compatible"])
@@ -138,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     direction = run.add_mutually_exclusive_group()
     direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_const", const=True, default=None)
     direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_const", const=False)
-    run.add_argument("--max-steps", type=int, help="stop after this many steps")
+    run.add_argument("--traces", type=int, help="traces run at once, sharing the success memory (default 3)")
+    run.add_argument("--max-steps", type=int, help="stop each trace after this many steps")
+    run.add_argument("--no-momentum", action="store_true", help="ablation: no success memory (the paper's w/o momentum)")
+    run.add_argument("--direct", action="store_true",
+                     help="ablation: feedback straight to code, no structured diagnosis (the paper's w/o structured reasoning)")
     run.add_argument("--sandbox", choices=["auto", "namespace", "none"], help="how solutions are isolated")
     run.add_argument("--no-network", action="store_true", help="solutions get no network access")
     run.add_argument("--python", help="interpreter that runs the solutions")
@@ -162,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     overhead.add_argument("--steps", type=int, default=100, help="steps to run (100 measures the prompt at step 100)")
     overhead.add_argument("--out", type=Path, help="keep the benchmark's run folder here")
     overhead.set_defaults(func=cmd_bench_overhead)
+    sched = bsub.add_parser("scheduler", help="GPU/worker busy fraction and throughput of K traces vs one")
+    sched.add_argument("--run-seconds", type=float, default=6.0, help="length of each training run")
+    sched.add_argument("--llm-delay", type=float, default=6.0, help="LLM time per step")
+    sched.add_argument("--steps", type=int, default=8, help="steps per trace")
+    sched.add_argument("--traces", type=int, default=3)
+    sched.add_argument("--out", type=Path, help="keep the benchmark's run folders here")
+    sched.set_defaults(func=cmd_bench_scheduler)
     return parser
 
 

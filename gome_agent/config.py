@@ -67,6 +67,8 @@ class OptimizerConfig(_Strict):
     momentum_weight: float = Field(2.0, ge=0, description="largest bonus (points of 10) a candidate gets from similar successes")
     repeat_penalty: float = Field(3.0, ge=0, description="largest penalty (points of 10) for repeating a rejected idea")
     min_improvement: float = Field(0.0, ge=0, description="absolute gain a step must exceed to be accepted")
+    structured_gradient: bool = Field(True, description="false = the paper's w/o-structured-reasoning ablation (feedback straight to code)")
+    diversify_wait_s: float = Field(300.0, ge=0, description="how long a trace's first draft waits for lower-numbered traces to announce theirs")
     max_steps: int | None = Field(None, ge=1, description="stop a trace after this many steps (default: only the budget)")
     max_reply_edit_retries: int = Field(1, ge=0, le=3, description="re-asks when code edits do not apply")
 
@@ -81,6 +83,7 @@ class ExecutionConfig(_Strict):
     max_run_minutes: float | None = Field(None, gt=0, description="longest single run (default: min(60, budget/4))")
     min_run_seconds: float = Field(30.0, gt=0, description="no new step starts when less than this is left for its run")
     max_log_mb: float = Field(20.0, gt=0)
+    simulate_gpu_mb: int | None = Field(None, gt=0, description="schedule against a simulated GPU of this size (benchmarks, tests)")
 
 
 class RunConfig(_Strict):
@@ -89,11 +92,13 @@ class RunConfig(_Strict):
     data_dir: Path
     workdir: Path
     time_limit_s: float = Field(2 * 3600.0, gt=0)
-    traces: int = Field(1, ge=1, le=16)
+    traces: int = Field(3, ge=1, le=16)
     seed: int = 0
     higher_is_better: bool | None = Field(None, description="override the metric direction found in the description")
     prompts_dir: Path | None = None
-    final_reserve_fraction: float = Field(0.0, ge=0.0, lt=0.5, description="share of the budget kept for final selection")
+    final_reserve_fraction: float = Field(0.08, ge=0.0, lt=0.5, description="share of the budget kept for the final selection")
+    final_candidates: int = Field(4, ge=1, le=12, description="solutions the final selection re-runs")
+    final_seeds: list[int] = Field(default_factory=lambda: [1, 2], description="GOME_SEED values of the final re-runs")
     llm: LLMConfig = Field(default_factory=LLMConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)

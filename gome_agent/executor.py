@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -251,6 +252,7 @@ class _Run:
         self.message = ""
         self.lock = threading.Lock()
         self.seen: set[psutil.Process] = set()  # every process of the run seen alive, to kill escapees
+        self.pids: list[int] = []  # the tree's processes at the last sample
         self.peak_rss = 0
         self.exit_status: int | None = None
         self.maxrss_children = 0
@@ -264,6 +266,7 @@ class _Run:
     def sample(self) -> tuple[int, int]:
         """(total RSS, process count) of the solution's tree, not counting the wrapper."""
         procs = _tree(self.proc.pid)
+        self.pids = [proc.pid for proc in procs]
         self.seen.update(procs)
         if len(self.seen) > 8192:
             self.seen = {p for p in self.seen if p.is_running()}
@@ -493,8 +496,12 @@ class Executor:
 
     # Run ------------------------------------------------------------------------
 
-    def run(self, spec: RunSpec) -> RunResult:
-        """Run one solution to its end or its limits; blocks; never leaves a process behind."""
+    def run(self, spec: RunSpec, *, on_poll: Callable[[list[int]], None] | None = None) -> RunResult:
+        """Run one solution to its end or its limits; blocks; never leaves a process behind.
+
+        `on_poll`, if given, is called at every poll with the pids of the run's live processes (to
+        measure their GPU memory, say); what it raises is logged and ignored.
+        """
         workdir, command = self._prepare(spec)
         env = self._environment(spec, workdir)
         stdout_path, stderr_path = workdir / "stdout.txt", workdir / "stderr.txt"
@@ -527,7 +534,7 @@ class Executor:
         with self._active_lock:
             self._active.add(run)
         try:
-            self._supervise(run, spec, started)
+            self._supervise(run, spec, started, on_poll)
             run.kill()  # leftovers that escaped the init's own cleanup
             duration = time.monotonic() - started
         finally:
@@ -558,7 +565,8 @@ class Executor:
             sandbox=self._mode, message=message,
         )
 
-    def _supervise(self, run: _Run, spec: RunSpec, started: float) -> None:
+    def _supervise(self, run: _Run, spec: RunSpec, started: float,
+                   on_poll: Callable[[list[int]], None] | None) -> None:
         """Wait for the run to end, enforcing the limits; returns once the wrapper has exited."""
         deadline = started + spec.timeout_s
         while not run.wait(max(0.0, min(POLL_S, deadline - time.monotonic()))):
@@ -566,6 +574,11 @@ class Executor:
                 run.kill()
                 continue
             rss, count = run.sample()
+            if on_poll is not None:
+                try:
+                    on_poll(run.pids)
+                except Exception:
+                    log.exception("the on_poll callback of the run in %s failed", spec.workdir)
             if count > self.max_processes:
                 run.stop("killed", f"killed: {count} processes over the {self.max_processes}-process limit "
                                    "(a fork bomb or runaway worker spawning)")

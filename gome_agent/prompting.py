@@ -31,6 +31,7 @@ INPUTS: dict[str, set[str]] = {
     "gradient": {"task", "stage_guidance", "budget", "run_time_limit", "best", "accepted", "history", "memory", "k"},
     "update": {"task", "environment", "run_time_limit", "stage_guidance", "direction", "best"},
     "debug": {"task", "environment", "run_time_limit", "goal", "code", "failure", "earlier"},
+    "direct": {"task", "environment", "run_time_limit", "stage_guidance", "budget", "best", "history"},
 }
 def _environment(override_dir: Path | None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []

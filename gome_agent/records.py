@@ -70,6 +70,10 @@ class StepRecord(_Event):
     message: str = ""
     lesson: str = ""
     code_dir: str | None = None
+    runtime_s: float | None = None
+    gpu: bool = False
+    gpu_peak_mb: int | None = None
+    oom_retries: int = 0
     started_at: str
     duration_s: float = 0.0
     llm_s: float = 0.0
@@ -79,6 +83,44 @@ class StepRecord(_Event):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+
+
+class DraftApproach(_Event):
+    """A trace's draft approach, announced before its code runs, so other drafts can differ from it."""
+
+    type: Literal["draft_approach"] = "draft_approach"
+    trace: int
+    step: int
+    approach: str
+
+
+class Candidate(BaseModel):
+    """One solution re-run by the final selection."""
+
+    trace: int
+    step: int
+    score: float
+    rerun_scores: list[float | None]
+    mean: float | None
+    std: float | None
+
+
+class FinalSelection(_Event):
+    type: Literal["final_selection"] = "final_selection"
+    candidates: list[Candidate]
+    chosen_trace: int | None
+    chosen_step: int | None
+    reason: str
+
+
+class TraceExited(_Event):
+    """A trace process ended: normally, or by a crash that the coordinator may restart."""
+
+    type: Literal["trace_exited"] = "trace_exited"
+    trace: int
+    exit_code: int | None
+    restarted: bool
+    message: str
 
 
 class BestUpdated(_Event):
@@ -115,7 +157,8 @@ class Note(_Event):
 
 
 Event = Annotated[
-    RunStarted | TaskAnalyzed | StepRecord | BestUpdated | FallbackWritten | RunFinished | Note,
+    RunStarted | TaskAnalyzed | StepRecord | DraftApproach | BestUpdated | FinalSelection | TraceExited
+    | FallbackWritten | RunFinished | Note,
     Field(discriminator="type"),
 ]
 _EVENT = TypeAdapter(Event)

@@ -14,8 +14,9 @@ Each step:
 from __future__ import annotations
 
 import logging
+import shutil
+import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +34,9 @@ from gome_agent.llm.client import LLMClient
 from gome_agent.llm.types import Completion, Message
 from gome_agent.momentum import SuccessMemory
 from gome_agent.prompting import Prompts
-from gome_agent.records import BestUpdated, EventLog, StepRecord, now_iso
+from gome_agent.records import BestUpdated, DraftApproach, EventLog, StepRecord, now_iso
 from gome_agent.sample import SampleSubmission
+from gome_agent.scheduler import LeaseTimeout, ResourceScheduler, is_gpu_oom, needs_gpu
 from gome_agent.submission import OutputCheck, check_outputs
 from gome_agent.task import Task
 
@@ -45,6 +47,15 @@ _TAIL = 2500  # characters of output shown in prompts
 
 def _tail(text: str, limit: int = _TAIL) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def _read_tail(path: Path, limit: int = _TAIL) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - limit))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def _fmt_score(value: float | None) -> str:
@@ -83,6 +94,7 @@ class Evaluation:
     check: OutputCheck | None
     message: str
     problems: list[str] = field(default_factory=list)
+    oom_retries: int = 0
 
 
 @dataclass
@@ -98,6 +110,23 @@ class TraceState:
     @property
     def next_step(self) -> int:
         return len(self.steps) + 1
+
+    @classmethod
+    def restore(cls, records: list[StepRecord], workdir: Path) -> TraceState:
+        """The state a trace had after its recorded steps (to resume it after a crash or a stop)."""
+        state = cls(steps=sorted(records, key=lambda r: r.step))
+        for record in reversed(state.steps):
+            if record.accepted and record.code_dir:
+                folder = workdir / record.code_dir
+                try:
+                    state.best_code = (folder / "main.py").read_text(encoding="utf-8")
+                except OSError:
+                    continue  # its files are gone; an older accepted step becomes the best
+                state.best = record
+                state.best_runtime_s = record.runtime_s or 0.0
+                state.best_stdout_tail = _read_tail(folder / "stdout.txt")
+                break
+        return state
 
 
 class StepFailed(Exception):
@@ -117,13 +146,14 @@ class Trace:
         llm: LLMClient,
         prompts: Prompts,
         executor: Executor,
+        scheduler: ResourceScheduler,
         memory: SuccessMemory,
         keeper: BestKeeper,
         events: EventLog,
         budget: Budget,
         environment: str,
-        siblings: Callable[[], list[str]] | None = None,
         state: TraceState | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.index = index
         self.cfg = config
@@ -133,15 +163,17 @@ class Trace:
         self.llm = llm
         self.prompts = prompts
         self.executor = executor
+        self.scheduler = scheduler
         self.memory = memory
         self.keeper = keeper
         self.events = events
         self.budget = budget
         self.environment = environment
-        self.siblings = siblings or (lambda: [])
         self.state = state or TraceState()
         self.folder = config.workdir / "traces" / f"t{index}"
         self._consecutive_outages = 0
+        self._gpu_peak_mb: int | None = None
+        self._stop = stop or threading.Event()
 
     # Time ---------------------------------------------------------------------
     @property
@@ -151,6 +183,8 @@ class Trace:
         return min(3600.0, self.cfg.time_limit_s / 4)
 
     def can_step(self) -> bool:
+        if self._stop.is_set():
+            return False
         if self.opt.max_steps is not None and len(self.state.steps) >= self.opt.max_steps:
             return False
         return self.budget.remaining() >= self.cfg.execution.min_run_seconds
@@ -181,6 +215,9 @@ class Trace:
         meter = Meter()
         started_at = now_iso()
         step_dir = self.folder / f"s{number:04d}"
+        if step_dir.exists():
+            # Left by a step that was cut off before it was recorded (crash or stop): start it afresh.
+            shutil.rmtree(step_dir, ignore_errors=True)
         kind = "draft" if self.state.best is None else "improve"
         best_before = self.state.best.score if self.state.best else None
         record = StepRecord(
@@ -192,6 +229,8 @@ class Trace:
             if kind == "draft":
                 code, record.hypothesis = self._draft(meter)
                 record.component = "workflow"
+            elif not self.opt.structured_gradient:
+                code, record.hypothesis = self._direct(meter)
             else:
                 gradient, ranking, direction = self._diagnose(meter)
                 record.gradient, record.ranking = gradient, ranking
@@ -247,9 +286,33 @@ class Trace:
     # Draft --------------------------------------------------------------------
     def _draft(self, meter: Meter) -> tuple[str, str]:
         failures = [s.lesson for s in self.state.steps if s.kind == "draft" and s.status != "accepted"][-3:]
-        messages = self.prompts.messages("draft", **self._context(), avoid=self.siblings(), failures=failures)
+        messages = self.prompts.messages("draft", **self._context(), avoid=self._sibling_approaches(), failures=failures)
         code, approach = self._ask_code(messages, None, "draft", meter)
-        return code, approach or "first complete solution"
+        approach = approach or "first complete solution"
+        self.events.write(DraftApproach(trace=self.index, step=self.state.next_step, approach=approach))
+        return code, approach
+
+    def _sibling_approaches(self) -> list[str]:
+        """Approaches other traces chose for their drafts; waits (bounded) for lower-numbered traces
+        to announce theirs, so that K traces started together do not all draft the same thing."""
+        waited_until = time.monotonic() + min(self.opt.diversify_wait_s, self.budget.remaining())
+        while True:
+            announced = [e for e in self.events.read() if isinstance(e, DraftApproach) and e.trace != self.index]
+            earlier = {e.trace for e in announced if e.trace < self.index}
+            if len(earlier) >= self.index or time.monotonic() >= waited_until:
+                break
+            time.sleep(0.5)
+        seen: dict[str, None] = {}
+        for e in announced:
+            seen.setdefault(f"trace {e.trace}: {e.approach}", None)
+        return list(seen)
+
+    def _direct(self, meter: Meter) -> tuple[str, str]:
+        """The w/o-structured-reasoning ablation: feedback straight to a code change, no diagnosis."""
+        _, history, _ = self._history_views()
+        messages = self.prompts.messages("direct", **self._context(), best=self._best_view(), history=history)
+        code, change = self._ask_code(messages, self.state.best_code, "direct", meter)
+        return code, change or "direct change"
 
     # Gradient + update --------------------------------------------------------
     def _best_view(self, with_code: bool = True) -> dict[str, object]:
@@ -357,25 +420,27 @@ class Trace:
         result: RunResult | None = None
         check: OutputCheck | None = None
         message, problems = "no run was started", []
-        runs = 0
+        runs = oom_retries = 0
         for attempt in range(self.opt.max_debug + 1):
-            timeout = self.budget.run_timeout(self.max_run_s)
-            if timeout < self.cfg.execution.min_run_seconds:
-                message = f"not run: only {timeout:.0f} s of the time budget left"
-                break
             attempt_dir = step_dir / f"a{attempt}"
             attempt_dir.mkdir(parents=True, exist_ok=True)
             (attempt_dir / "main.py").write_text(code, encoding="utf-8")
-            result = self.executor.run(RunSpec(
-                workdir=attempt_dir, timeout_s=timeout, memory_limit_bytes=self._memory_limit(),
-            ))
-            runs += 1
+            outcome = self._run_once(code, attempt_dir)
+            if outcome is None:
+                message = "not run: the time budget is spent"
+                break
+            result, retried = outcome
+            runs += 1 + retried
+            oom_retries += retried
             meter.run_s += result.duration_s
             check = check_outputs(attempt_dir, self.sample)
             if result.status == "ok" and check.ok:
-                return Evaluation(True, code, attempt_dir, runs, result, check, "ran and produced a valid scored submission")
+                return Evaluation(True, code, attempt_dir, runs, result, check,
+                                  "ran and produced a valid scored submission", oom_retries=oom_retries)
             message = result.message if result.status != "ok" else "the run finished but its outputs break the contract"
             problems = check.problems if result.status == "ok" else check.problems[:3]
+            if retried and is_gpu_oom(result.stderr_tail):
+                message += " (CUDA out of memory even with the whole GPU to itself)"
             if attempt == self.opt.max_debug:
                 break
             failure = {
@@ -394,7 +459,37 @@ class Trace:
                 break
             earlier.append(f"attempt {attempt + 1}: {message}" + (f" -> changed: {change}" if change else ""))
             code = fixed
-        return Evaluation(False, code, attempt_dir, runs, result, check, message, problems)
+        return Evaluation(False, code, attempt_dir, runs, result, check, message, problems, oom_retries=oom_retries)
+
+    def _run_once(self, code: str, attempt_dir: Path) -> tuple[RunResult, int] | None:
+        """Run main.py under a resource lease; a GPU out-of-memory failure is retried once with the
+        GPU to itself (another run's memory, not the idea, may be at fault). None: no time left."""
+        gpu, declared_mb = needs_gpu(code)
+        need = declared_mb or (int(self._gpu_peak_mb * 1.25) if self._gpu_peak_mb else None)
+        exclusive = False
+        for retried in (0, 1):
+            try:
+                with self.scheduler.lease(owner=f"trace{self.index}", gpu=gpu, mem_mb=need, exclusive=exclusive,
+                                          deadline=self.budget.deadline) as lease:
+                    timeout = self.budget.run_timeout(self.max_run_s)
+                    if timeout < self.cfg.execution.min_run_seconds:
+                        return None
+                    spec = RunSpec(
+                        workdir=attempt_dir, timeout_s=timeout, memory_limit_bytes=self._memory_limit(),
+                        env={**lease.env(), "GOME_SEED": str(self.cfg.seed)},
+                    )
+                    result = self.executor.run(spec, on_poll=lambda pids: self.scheduler.observe(lease, pids))
+                    peak = self.scheduler.peak_mb(lease)
+            except LeaseTimeout:
+                return None
+            if peak:
+                self._gpu_peak_mb = peak
+            oom = gpu and result.status == "failed" and is_gpu_oom(result.stderr_tail)
+            if not oom or exclusive:
+                return result, retried
+            log.warning("trace %d: CUDA out of memory; running again with the GPU to itself", self.index)
+            exclusive = True
+        raise AssertionError("unreachable")
 
     def _memory_limit(self) -> int:
         if self.cfg.execution.memory_limit_gb is not None:
@@ -406,6 +501,10 @@ class Trace:
         record.runs = ev.runs
         record.code_dir = str(ev.attempt_dir.relative_to(self.cfg.workdir))
         record.run_status = ev.result.status if ev.result else None
+        record.runtime_s = ev.result.duration_s if ev.result else None
+        record.gpu = needs_gpu(ev.code)[0]
+        record.gpu_peak_mb = self._gpu_peak_mb if record.gpu else None
+        record.oom_retries = ev.oom_retries
         metric = self.task.metric_name
         if not ev.ok:
             record.status = "failed"

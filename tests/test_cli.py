@@ -51,7 +51,7 @@ def test_run_end_to_end_through_the_cli(tmp_path, competition, fake_llm):
     out = tmp_path / "out"
     result = gome("run", "--data-dir", str(competition), "--workdir", str(out), "--time-limit", "10m",
                   "--provider", "openai-compatible", "--base-url", fake_llm.base_url_openai, "--model", "qwen",
-                  "--max-steps", "2")
+                  "--max-steps", "2", "--traces", "1")
     assert result.returncode == 0, result.stderr
     assert "best validation score: 0.9" in result.stdout
     for name in ("config.json", "task.json", "events.jsonl", "llm_calls.jsonl", "submission/submission.csv",

@@ -494,3 +494,26 @@ def test_many_lines_are_captured_whole(executor: Executor, tmp_path: Path) -> No
     lines = result.stdout_path.read_text().splitlines()
     assert lines == [str(i) for i in range(100000)]
     assert os.path.getsize(result.stdout_path) == result.stdout_bytes
+
+
+def test_on_poll_sees_the_process_tree(executor: Executor, tmp_path: Path, mode: str) -> None:
+    workdir = step(tmp_path, """
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        open("child.pid", "w").write(str(child.pid))
+        time.sleep(1.6)
+        child.kill()
+    """)
+    seen: list[list[int]] = []
+
+    def on_poll(pids: list[int]) -> None:
+        seen.append(pids)
+        raise RuntimeError("a broken callback must not break the run")
+
+    result = executor.run(RunSpec(workdir=workdir, timeout_s=30), on_poll=on_poll)
+    assert result.status == "ok", result.stderr_tail
+    assert len(seen) >= 2
+    assert max(len(pids) for pids in seen) >= 2
+    if mode == "none":  # inside a PID namespace the child knows itself by another number
+        assert any(int((workdir / "child.pid").read_text()) in pids for pids in seen)
+    assert all(pid != os.getpid() for pids in seen for pid in pids)

@@ -31,7 +31,7 @@ def make_config(tmp_path, data, fake, *, api="chat", max_steps=4, **optimizer):
     provider = "anthropic" if api == "messages" else "openai-compatible"
     base = fake.base_url_anthropic if api == "messages" else fake.base_url_openai
     return RunConfig(
-        data_dir=data, workdir=tmp_path / "run", time_limit_s=3600,
+        data_dir=data, workdir=tmp_path / "run", time_limit_s=3600, traces=1, final_reserve_fraction=0.0,
         llm=LLMConfig(provider=provider, api=api, base_url=base, model="fake-model", backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=3),
         optimizer={"max_steps": max_steps, "max_debug": 2, **optimizer},
         execution={"max_run_minutes": 2, "min_run_seconds": 1},

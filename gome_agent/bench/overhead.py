@@ -70,7 +70,7 @@ def measure(steps: int, workdir: Path) -> dict[str, object]:
         return policy(messages, model)
 
     config = RunConfig(
-        data_dir=data, workdir=workdir / "run", time_limit_s=24 * 3600,
+        data_dir=data, workdir=workdir / "run", time_limit_s=24 * 3600, traces=1, final_reserve_fraction=0.0,
         llm=LLMConfig(provider="openai-compatible", base_url="http://127.0.0.1:9", model="scripted"),
         optimizer={"max_steps": steps, "max_debug": 0},
         execution={"max_run_minutes": 5, "sandbox": "auto"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Callable
 
 from gome_agent.llm.types import Message
 
@@ -19,6 +20,7 @@ _MARKERS = (
     ("update", "## The change to make"),
     ("debug", "## What went wrong"),
     ("draft", "Write the first complete solution"),
+    ("direct", "with one change to this code"),
 )
 
 IDEAS = [
@@ -60,18 +62,27 @@ print("validation score", SCORE)
 class ScriptedPolicy:
     """Replies for the scripted provider: `policy(messages, model) -> text`."""
 
-    def __init__(self, analysis: dict[str, object], *, seed: int = 0, accept_rate: float = 0.6, run_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        analysis: dict[str, object],
+        *,
+        seed: int = 0,
+        accept_rate: float = 0.6,
+        run_seconds: float = 0.0,
+        code: Callable[[float], str] | None = None,
+    ) -> None:
         self.analysis = analysis
         self.rng = random.Random(seed)
         self.accept_rate = accept_rate
-        self.run_seconds = run_seconds
+        # The draft's code for a given score; it must hold a line "SCORE = <score>" that updates edit.
+        self.code = code or (lambda score: solution_code(score, seconds=run_seconds))
 
     def __call__(self, messages: list[Message], model: str) -> str:
         name = template_of(messages)
         if name == "task_analysis":
             return json.dumps(self.analysis)
         if name == "draft":
-            return "Approach: constant baseline\n```python\n" + solution_code(0.70, seconds=self.run_seconds) + "```\n"
+            return "Approach: constant baseline\n```python\n" + self.code(0.70) + "```\n"
         if name == "gradient":
             picks = self.rng.sample(IDEAS, 3)
             return json.dumps({
