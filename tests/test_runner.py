@@ -233,3 +233,26 @@ def test_sigterm_stops_every_trace_and_leaves_the_best(tmp_path, competition, fa
     sample = load_sample_submission(find_sample_submission(competition))
     assert check_submission(config.workdir / "submission" / "submission.csv", sample) == []
     assert [e for e in events.read() if isinstance(e, RunFinished)][-1].reason == "stopped by signal SIGTERM"
+
+
+def test_budget_ending_mid_step_still_ends_on_time_with_the_best(tmp_path, competition, fake_llm):
+    class SlowAfterDraft(Recorder):
+        def __call__(self, request: FakeRequest) -> str:
+            reply = super().__call__(request)
+            if "## The change to make" in request.text:
+                # The improved code would train for a minute: the budget ends in the middle of it.
+                reply = reply.replace("=======\nSCORE = ", "=======\nimport time; time.sleep(60)\nSCORE = ", 1)
+            return reply
+
+    fake_llm.set_responder(SlowAfterDraft())
+    config = config_for(tmp_path, competition, fake_llm, traces=2, time_limit_s=25,
+                        optimizer={"max_steps": 20}, execution={"min_run_seconds": 1})
+    started = time.monotonic()
+    summary = in_process(config)
+    elapsed = time.monotonic() - started
+    assert elapsed < 25 + 15, elapsed
+    assert summary.best_score == pytest.approx(0.70)
+    steps = EventLog(config.workdir / "events.jsonl").steps()
+    assert any(s.run_status == "timeout" for s in steps)
+    sample = load_sample_submission(find_sample_submission(competition))
+    assert check_submission(config.workdir / "submission" / "submission.csv", sample) == []
