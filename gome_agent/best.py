@@ -17,6 +17,7 @@ from filelock import FileLock
 from pydantic import BaseModel, ValidationError
 
 from gome_agent import jsonl
+from gome_agent.config import RunConfig
 from gome_agent.records import now_iso
 
 Source = Literal["step", "fallback", "final_selection"]
@@ -42,13 +43,28 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 class BestKeeper:
     """The run-wide best: `OUT/submission/submission.csv`, `OUT/code/main.py`, `OUT/code/best.json`."""
 
-    def __init__(self, workdir: Path, *, higher_is_better: bool) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        higher_is_better: bool,
+        mirror_submission_dir: Path | None = None,
+        mirror_code_dir: Path | None = None,
+    ) -> None:
         self.workdir = workdir
         self.higher_is_better = higher_is_better
         self.submission_path = workdir / "submission" / "submission.csv"
         self.code_dir = workdir / "code"
         self.info_path = self.code_dir / "best.json"
+        # Extra places that must hold the best at every moment (MLE-bench extracts /home/submission).
+        self.mirror_submission = mirror_submission_dir / "submission.csv" if mirror_submission_dir else None
+        self.mirror_code_dir = mirror_code_dir
         self._lock = FileLock(str(workdir / ".best.lock"))
+
+    @classmethod
+    def for_run(cls, config: RunConfig, *, higher_is_better: bool) -> BestKeeper:
+        return cls(config.workdir, higher_is_better=higher_is_better,
+                   mirror_submission_dir=config.mirror_submission_dir, mirror_code_dir=config.mirror_code_dir)
 
     def current(self) -> BestInfo | None:
         try:
@@ -78,18 +94,26 @@ class BestKeeper:
             return True
 
     def _publish(self, attempt_dir: Path, info: BestInfo) -> None:
-        _copy_atomic(attempt_dir / "submission.csv", self.submission_path)
-        _copy_atomic(attempt_dir / "main.py", self.code_dir / "main.py")
-        if (attempt_dir / "scores.json").exists():
-            _copy_atomic(attempt_dir / "scores.json", self.code_dir / "scores.json")
+        self._put_submission(attempt_dir / "submission.csv")
+        for code_dir in filter(None, (self.code_dir, self.mirror_code_dir)):
+            _copy_atomic(attempt_dir / "main.py", code_dir / "main.py")
+            if (attempt_dir / "scores.json").exists():
+                _copy_atomic(attempt_dir / "scores.json", code_dir / "scores.json")
         jsonl.write_json(self.info_path, info)
+        if self.mirror_code_dir is not None:
+            jsonl.write_json(self.mirror_code_dir / "best.json", info)
+
+    def _put_submission(self, source: Path) -> None:
+        _copy_atomic(source, self.submission_path)
+        if self.mirror_submission is not None:
+            _copy_atomic(source, self.mirror_submission)
 
     def publish_fallback(self, submission: Path) -> None:
         """Put a fallback submission in place, only when no real one exists."""
         with self._lock:
             if self.current() is not None and self.submission_path.exists():
                 return
-            _copy_atomic(submission, self.submission_path)
+            self._put_submission(submission)
             jsonl.write_json(self.info_path, BestInfo(
                 trace=None, step=None, score=None, higher_is_better=self.higher_is_better,
                 source="fallback", code_dir=None, ts=now_iso(),

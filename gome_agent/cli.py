@@ -136,6 +136,38 @@ def cmd_bench_scheduler(args: argparse.Namespace) -> int:
                           traces=args.traces, out=args.out)
 
 
+def cmd_mlebench(args: argparse.Namespace) -> int:
+    from gome_agent.mlebench.container import main as container_main
+
+    return container_main(args)
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from gome_agent.mlebench.register import register
+
+    registration = register(args.mlebench, force=args.force)
+    print(f"registered {len(registration.agent_ids)} agent ids in {registration.folder}: "
+          f"{', '.join(registration.agent_ids)}")
+    print(f"copied {registration.obfuscated} obfuscated descriptions (for OBFUSCATE=true runs)")
+    print("next:")
+    for command in registration.next_commands(args.mlebench.resolve()):
+        print(f"  {command}")
+    return 0
+
+
+def cmd_export_submissions(args: argparse.Namespace) -> int:
+    from gome_agent.mlebench.export import export_submissions, grade
+
+    lines = export_submissions(args.run_group, args.output)
+    with_submission = sum(line["submission_path"] is not None for line in lines)
+    print(f"wrote {len(lines)} run(s) to {args.output} ({with_submission} with a submission)")
+    if args.grade:
+        grade(args.output, args.output_dir or args.output.parent, args.data_dir)
+    else:
+        print(f"grade with: mlebench grade --submission {args.output} --output-dir {args.output.parent}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gome",
@@ -171,15 +203,45 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--memory-limit-gb", type=float, help="memory limit of one solution run")
     run.set_defaults(func=cmd_run)
 
+    mle = sub.add_parser("mlebench", help="run inside MLE-bench's agent container (start.sh calls it)")
+    mle.add_argument("--workdir", type=Path, help="run folder (default $AGENT_DIR/run)")
+    mle.add_argument("--time-limit", help="budget (default TIME_LIMIT_SECS)")
+    mle.add_argument("--description", type=Path, help="the full instructions to read the task from")
+    mle.add_argument("--config", type=Path, help="settings file; flags and the container override it")
+    mle.add_argument("--model")
+    mle.add_argument("--provider", choices=["openai", "anthropic", "openai-compatible"])
+    mle.add_argument("--base-url")
+    mle.add_argument("--api", choices=["chat", "responses", "messages"])
+    mle.add_argument("--traces", type=int)
+    # MLE-bench renders every kwarg as `--key value`, so switches take an optional value.
+    mle.add_argument("--no-momentum", nargs="?", const="true", help="ablation: no success memory")
+    mle.add_argument("--direct", nargs="?", const="true", help="ablation: no structured diagnosis")
+    mle.add_argument("--finalize", action="store_true",
+                     help="only put the best submission, code and run record where MLE-bench extracts them")
+    mle.set_defaults(func=cmd_mlebench)
+
+    reg = sub.add_parser("register", help="install gome-agent as agents/gome/ of an mle-bench checkout")
+    reg.add_argument("mlebench", type=Path, help="root of the mle-bench checkout")
+    reg.add_argument("--force", action="store_true", help="replace an existing agents/gome/")
+    reg.set_defaults(func=cmd_register)
+
+    export = sub.add_parser("export-submissions", help="submission.jsonl for `mlebench grade` from a run group")
+    export.add_argument("run_group", type=Path, help="runs/<run-group> folder written by run_agent.py")
+    export.add_argument("-o", "--output", type=Path, required=True)
+    export.add_argument("--grade", action="store_true", help="grade right away with the mlebench package")
+    export.add_argument("--output-dir", type=Path, help="where --grade writes its report (default: next to -o)")
+    export.add_argument("--data-dir", type=Path, help="mle-bench's prepared data (default: its own default)")
+    export.set_defaults(func=cmd_export_submissions)
+
     prompts = sub.add_parser("prompts", help="work with the prompt templates")
     psub = prompts.add_subparsers(dest="prompts_command", required=True)
     check = psub.add_parser("check", help="render every template with sample data and report problems")
     check.add_argument("dir", type=Path)
     check.set_defaults(func=cmd_prompts_check)
-    export = psub.add_parser("export", help="copy the default templates into a folder to edit")
-    export.add_argument("dir", type=Path)
-    export.add_argument("--force", action="store_true")
-    export.set_defaults(func=cmd_prompts_export)
+    pexport = psub.add_parser("export", help="copy the default templates into a folder to edit")
+    pexport.add_argument("dir", type=Path)
+    pexport.add_argument("--force", action="store_true")
+    pexport.set_defaults(func=cmd_prompts_export)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bsub = bench.add_subparsers(dest="bench_command", required=True)

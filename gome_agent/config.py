@@ -96,6 +96,10 @@ class RunConfig(_Strict):
     seed: int = 0
     higher_is_better: bool | None = Field(None, description="override the metric direction found in the description")
     prompts_dir: Path | None = None
+    description_path: Path | None = Field(None, description="read the task from this file instead of the data's description.md")
+    validation_server: str | None = Field(None, description="grading server whose /validate checks every candidate (MLE-bench)")
+    mirror_submission_dir: Path | None = Field(None, description="also keep the best submission.csv here (MLE-bench's /home/submission)")
+    mirror_code_dir: Path | None = Field(None, description="also keep the best code here (MLE-bench's /home/code)")
     final_reserve_fraction: float = Field(0.08, ge=0.0, lt=0.5, description="share of the budget kept for the final selection")
     final_candidates: int = Field(4, ge=1, le=12, description="solutions the final selection re-runs")
     final_seeds: list[int] = Field(default_factory=lambda: [1, 2], description="GOME_SEED values of the final re-runs")

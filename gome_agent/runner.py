@@ -198,7 +198,8 @@ class Run:
     def _read_task(self, llm: LLMClient, prompts: Prompts) -> Task:
         if self.resume:
             return load_task(self.workdir)
-        scan = scan_competition(self.cfg.data_dir, competition_id=os.environ.get("COMPETITION_ID") or None)
+        scan = scan_competition(self.cfg.data_dir, competition_id=os.environ.get("COMPETITION_ID") or None,
+                                description_path=self.cfg.description_path)
         task = analyze_task(llm, prompts, scan, higher_is_better=self.cfg.higher_is_better,
                             deadline=time.time() + self.cfg.time_limit_s)
         jsonl.write_json(self.workdir / "task.json", task)
@@ -232,7 +233,7 @@ class Run:
                 traces=self.cfg.traces, resumed=self.resume, spent_before_s=self.info.spent_before_s,
             ))
             self.task = self._read_task(llm, prompts)
-            self.keeper = BestKeeper(self.workdir, higher_is_better=self.task.higher_is_better)
+            self.keeper = BestKeeper.for_run(self.cfg, higher_is_better=self.task.higher_is_better)
             self.sample = load_sample_submission(self.task.sample_path, self.task.id_column)
             if not (self.workdir / "environment.json").exists():
                 self._write_environment()
@@ -376,7 +377,7 @@ class Run:
         except (GomeError, OSError) as exc:
             self.events.write(Note(level="error", message=f"no fallback submission could be built: {exc}"))
             return
-        keeper = self.keeper or BestKeeper(self.workdir, higher_is_better=True)  # direction is unused for a fallback
+        keeper = self.keeper or BestKeeper.for_run(self.cfg, higher_is_better=True)  # direction is unused for a fallback
         keeper.publish_fallback(out)
         self.events.write(FallbackWritten(message=f"no valid solution was found; wrote a fallback submission: {message}"))
         log.warning("no valid solution was found; wrote a fallback submission: %s", message)

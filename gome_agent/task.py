@@ -208,17 +208,23 @@ class _Prompts(Protocol):
 
 
 def scan_competition(
-    data_dir: Path, *, max_entries: int = 80, competition_id: str | None = None
+    data_dir: Path,
+    *,
+    max_entries: int = 80,
+    competition_id: str | None = None,
+    description_path: Path | None = None,
 ) -> CompetitionScan:
     """Read description, sample submission and a compact listing of a competition folder.
 
     `competition_id` overrides the id taken from the folder name (inside the
     MLE-bench container the folder is /home/data and the id is in $COMPETITION_ID).
+    `description_path` replaces the folder's description.md (MLE-bench's full
+    instructions, or an obfuscated description, without writing into a read-only folder).
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise TaskError(f"competition folder {data_dir} does not exist or is not a folder")
-    description = _read_description(data_dir)
+    description = _read_description(description_path or data_dir / "description.md")
     sample_path = find_sample_submission(data_dir)
     sample = _load_sample(sample_path)
     files, unlisted = _list_files(data_dir, sample_path, max(1, max_entries))
@@ -243,8 +249,7 @@ def _competition_id(data_dir: Path) -> str:
     return parts[-1] if parts else str(data_dir)
 
 
-def _read_description(data_dir: Path) -> str:
-    path = data_dir / "description.md"
+def _read_description(path: Path) -> str:
     if not path.is_file():
         raise TaskError(
             f"{path} does not exist: MLE-bench's prepare step always writes description.md into the "

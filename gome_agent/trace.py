@@ -17,6 +17,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +155,7 @@ class Trace:
         environment: str,
         state: TraceState | None = None,
         stop: threading.Event | None = None,
+        validator: Callable[[Path], str | None] | None = None,
     ) -> None:
         self.index = index
         self.cfg = config
@@ -174,6 +176,8 @@ class Trace:
         self._consecutive_outages = 0
         self._gpu_peak_mb: int | None = None
         self._stop = stop or threading.Event()
+        # An outside judge of validity (MLE-bench's grading server), asked after the local check passes.
+        self.validator = validator
 
     # Time ---------------------------------------------------------------------
     @property
@@ -433,7 +437,7 @@ class Trace:
             runs += 1 + retried
             oom_retries += retried
             meter.run_s += result.duration_s
-            check = check_outputs(attempt_dir, self.sample)
+            check = self._check(attempt_dir, result)
             if result.status == "ok" and check.ok:
                 return Evaluation(True, code, attempt_dir, runs, result, check,
                                   "ran and produced a valid scored submission", oom_retries=oom_retries)
@@ -460,6 +464,14 @@ class Trace:
             earlier.append(f"attempt {attempt + 1}: {message}" + (f" -> changed: {change}" if change else ""))
             code = fixed
         return Evaluation(False, code, attempt_dir, runs, result, check, message, problems, oom_retries=oom_retries)
+
+    def _check(self, attempt_dir: Path, result: RunResult) -> OutputCheck:
+        check = check_outputs(attempt_dir, self.sample)
+        if result.status == "ok" and check.ok and self.validator is not None:
+            problem = self.validator(attempt_dir / "submission.csv")
+            if problem is not None:
+                check = check.model_copy(update={"valid_submission": False, "problems": [problem]})
+        return check
 
     def _run_once(self, code: str, attempt_dir: Path) -> tuple[RunResult, int] | None:
         """Run main.py under a resource lease; a GPU out-of-memory failure is retried once with the

@@ -24,6 +24,7 @@ from gome_agent.best import BestKeeper
 from gome_agent.config import RunConfig
 from gome_agent.executor import Executor
 from gome_agent.llm.client import LLMClient, create_client
+from gome_agent.mlebench.server import GradingServer
 from gome_agent.momentum import SuccessMemory
 from gome_agent.prompting import Prompts
 from gome_agent.errors import LLMFatalError
@@ -83,12 +84,13 @@ def build_trace(workdir: Path, index: int, *, llm: LLMClient | None = None,
         executor=make_executor(config),
         scheduler=make_scheduler(config, int(env["cpus"])),
         memory=SuccessMemory(workdir / "memory", half_life_steps=config.optimizer.momentum_half_life_steps),
-        keeper=BestKeeper(workdir, higher_is_better=task.higher_is_better),
+        keeper=BestKeeper.for_run(config, higher_is_better=task.higher_is_better),
         events=events,
         budget=runinfo.load(workdir).budget(),
         environment=str(env["text"]),
         state=TraceState.restore(events.steps(index), workdir),
         stop=stop,
+        validator=GradingServer(config.validation_server) if config.validation_server else None,
     )
 
 
