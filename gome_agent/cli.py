@@ -50,6 +50,8 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             llm[key] = getattr(args, flag)
     if args.traces is not None:
         out["traces"] = args.traces
+    if args.strategy is not None:
+        out["strategy"] = args.strategy
     if args.max_steps is not None:
         optimizer["max_steps"] = args.max_steps
     if args.no_momentum:
@@ -192,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_const", const=True, default=None)
     direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_const", const=False)
     run.add_argument("--traces", type=int, help="traces run at once, sharing the success memory (default 3)")
+    run.add_argument("--strategy", choices=["gome", "tree"], help="gome (default), or the tree-search baseline")
     run.add_argument("--max-steps", type=int, help="stop each trace after this many steps")
     run.add_argument("--no-momentum", action="store_true", help="ablation: no success memory (the paper's w/o momentum)")
     run.add_argument("--direct", action="store_true",
@@ -213,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     mle.add_argument("--base-url")
     mle.add_argument("--api", choices=["chat", "responses", "messages"])
     mle.add_argument("--traces", type=int)
+    mle.add_argument("--strategy", choices=["gome", "tree"])
     # MLE-bench renders every kwarg as `--key value`, so switches take an optional value.
     mle.add_argument("--no-momentum", nargs="?", const="true", help="ablation: no success memory")
     mle.add_argument("--direct", nargs="?", const="true", help="ablation: no structured diagnosis")

@@ -73,6 +73,14 @@ class OptimizerConfig(_Strict):
     max_reply_edit_retries: int = Field(1, ge=0, le=3, description="re-asks when code edits do not apply")
 
 
+class TreeConfig(_Strict):
+    """The tree-search baseline (AIDE's greedy search policy)."""
+
+    num_drafts: int = Field(5, ge=1, le=50, description="independent drafts before improving")
+    debug_prob: float = Field(0.5, ge=0.0, le=1.0, description="chance of debugging a buggy leaf instead of improving")
+    max_debug_depth: int = Field(3, ge=0, le=20, description="debug steps in a row on one branch")
+
+
 class ExecutionConfig(_Strict):
     """How solutions run."""
 
@@ -93,6 +101,7 @@ class RunConfig(_Strict):
     workdir: Path
     time_limit_s: float = Field(2 * 3600.0, gt=0)
     traces: int = Field(3, ge=1, le=16)
+    strategy: Literal["gome", "tree"] = Field("gome", description="gome, or the tree-search baseline")
     seed: int = 0
     higher_is_better: bool | None = Field(None, description="override the metric direction found in the description")
     prompts_dir: Path | None = None
@@ -107,6 +116,7 @@ class RunConfig(_Strict):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     stages: StageConfig = Field(default_factory=StageConfig)
+    tree: TreeConfig = Field(default_factory=TreeConfig)
 
     def to_record(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())

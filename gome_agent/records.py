@@ -42,7 +42,7 @@ class TaskAnalyzed(_Event):
 
 
 StepStatus = Literal["accepted", "rejected", "failed", "error"]
-StepKind = Literal["draft", "improve"]
+StepKind = Literal["draft", "improve", "debug"]
 
 
 class StepRecord(_Event):

@@ -213,35 +213,11 @@ class Trace:
                 time.sleep(min(30.0 * self._consecutive_outages, 300.0, self.budget.remaining()))
 
     def step(self) -> StepRecord:
-        number = self.state.next_step
-        clock = self.memory.tick()
-        stage = self.budget.stage(self.cfg.stages)
-        meter = Meter()
-        started_at = now_iso()
-        step_dir = self.folder / f"s{number:04d}"
-        if step_dir.exists():
-            # Left by a step that was cut off before it was recorded (crash or stop): start it afresh.
-            shutil.rmtree(step_dir, ignore_errors=True)
-        kind = "draft" if self.state.best is None else "improve"
-        best_before = self.state.best.score if self.state.best else None
-        record = StepRecord(
-            trace=self.index, step=number, clock=clock, kind=kind, stage=stage,
-            parent_step=self.state.best.step if self.state.best else None,
-            status="error", best_before=best_before, started_at=started_at,
-        )
+        """One step: propose code, run it (debugging within bounds), accept or reject, record."""
+        record, step_dir, meter = self._begin()
         try:
-            if kind == "draft":
-                code, record.hypothesis = self._draft(meter)
-                record.component = "workflow"
-            elif not self.opt.structured_gradient:
-                code, record.hypothesis = self._direct(meter)
-            else:
-                gradient, ranking, direction = self._diagnose(meter)
-                record.gradient, record.ranking = gradient, ranking
-                record.limiting_problem = gradient.limiting_problem
-                record.hypothesis, record.component = direction.hypothesis, direction.component
-                code = self._update(direction, meter)
-            evaluation = self._evaluate(code, step_dir, record.hypothesis, meter)
+            code = self._propose(record, meter)
+            evaluation = self._evaluate(code, step_dir, record.hypothesis, meter, max_debug=self._max_debug())
             self._decide(record, evaluation)
             self._consecutive_outages = 0
         except LLMFatalError:
@@ -252,6 +228,24 @@ class Trace:
             record.status = "error"
             record.message = str(exc)
             record.lesson = f"No code was run: {exc}"
+        return self._finish(record, meter)
+
+    def _begin(self) -> tuple[StepRecord, Path, Meter]:
+        number = self.state.next_step
+        step_dir = self.folder / f"s{number:04d}"
+        if step_dir.exists():
+            # Left by a step that was cut off before it was recorded (crash or stop): start it afresh.
+            shutil.rmtree(step_dir, ignore_errors=True)
+        best = self.state.best
+        record = StepRecord(
+            trace=self.index, step=number, clock=self.memory.tick(),
+            kind="draft" if best is None else "improve", stage=self.budget.stage(self.cfg.stages),
+            parent_step=best.step if best else None, status="error",
+            best_before=best.score if best else None, started_at=now_iso(),
+        )
+        return record, step_dir, Meter()
+
+    def _finish(self, record: StepRecord, meter: Meter) -> StepRecord:
         record.duration_s = round(time.monotonic() - meter.started, 3)
         record.llm_s = round(meter.llm_s, 3)
         record.run_s = round(meter.run_s, 3)
@@ -263,10 +257,28 @@ class Trace:
         self.events.write(record)
         log.info(
             "trace %d step %d [%s] %s: %s (score %s, best %s)",
-            self.index, number, kind, record.status, record.hypothesis[:80],
+            self.index, record.step, record.kind, record.status, record.hypothesis[:80],
             _fmt_score(record.score), _fmt_score(self.state.best.score if self.state.best else None),
         )
         return record
+
+    def _max_debug(self) -> int:
+        return self.opt.max_debug
+
+    def _propose(self, record: StepRecord, meter: Meter) -> str:
+        """The code of this step: a draft, or the best code moved along the gradient."""
+        if record.kind == "draft":
+            code, record.hypothesis = self._draft(meter)
+            record.component = "workflow"
+            return code
+        if not self.opt.structured_gradient:
+            code, record.hypothesis = self._direct(meter)
+            return code
+        gradient, ranking, direction = self._diagnose(meter)
+        record.gradient, record.ranking = gradient, ranking
+        record.limiting_problem = gradient.limiting_problem
+        record.hypothesis, record.component = direction.hypothesis, direction.component
+        return self._update(direction, meter)
 
     # LLM helpers --------------------------------------------------------------
     def _ask_code(self, messages: list[Message], current: str | None, role: str, meter: Meter) -> tuple[str, str]:
@@ -418,14 +430,14 @@ class Trace:
         return code
 
     # Run + debug --------------------------------------------------------------
-    def _evaluate(self, code: str, step_dir: Path, goal: str, meter: Meter) -> Evaluation:
+    def _evaluate(self, code: str, step_dir: Path, goal: str, meter: Meter, *, max_debug: int) -> Evaluation:
         earlier: list[str] = []
         attempt_dir = step_dir / "a0"
         result: RunResult | None = None
         check: OutputCheck | None = None
         message, problems = "no run was started", []
         runs = oom_retries = 0
-        for attempt in range(self.opt.max_debug + 1):
+        for attempt in range(max_debug + 1):
             attempt_dir = step_dir / f"a{attempt}"
             attempt_dir.mkdir(parents=True, exist_ok=True)
             (attempt_dir / "main.py").write_text(code, encoding="utf-8")
@@ -445,7 +457,7 @@ class Trace:
             problems = check.problems if result.status == "ok" else check.problems[:3]
             if retried and is_gpu_oom(result.stderr_tail):
                 message += " (CUDA out of memory even with the whole GPU to itself)"
-            if attempt == self.opt.max_debug:
+            if attempt == max_debug:
                 break
             failure = {
                 "message": message,
@@ -453,17 +465,21 @@ class Trace:
                 "stderr_tail": _tail(result.stderr_tail),
                 "stdout_tail": _tail(result.stdout_tail, 1200),
             }
-            messages = self.prompts.messages(
-                "debug", **self._context(), goal=goal, code=code, failure=failure, earlier=earlier,
-            )
             try:
-                fixed, change = self._ask_code(messages, code, "debug", meter)
+                fixed, change = self._fix(code, failure, goal, earlier, meter)
             except StepFailed as exc:
                 message = f"{message}; the fix could not be applied: {exc}"
                 break
             earlier.append(f"attempt {attempt + 1}: {message}" + (f" -> changed: {change}" if change else ""))
             code = fixed
         return Evaluation(False, code, attempt_dir, runs, result, check, message, problems, oom_retries=oom_retries)
+
+    def _fix(self, code: str, failure: dict[str, object], goal: str, earlier: list[str], meter: Meter) -> tuple[str, str]:
+        """Ask for a fix of failing code, given exactly what went wrong."""
+        messages = self.prompts.messages(
+            "debug", **self._context(), goal=goal, code=code, failure=failure, earlier=earlier,
+        )
+        return self._ask_code(messages, code, "debug", meter)
 
     def _check(self, attempt_dir: Path, result: RunResult) -> OutputCheck:
         check = check_outputs(attempt_dir, self.sample)

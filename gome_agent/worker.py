@@ -33,6 +33,7 @@ from gome_agent.sample import load_sample_submission
 from gome_agent.scheduler import FakeGpuSource, ResourceScheduler, default_source
 from gome_agent.task import Task
 from gome_agent.trace import Trace, TraceState
+from gome_agent.tree import TreeSearch
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ def build_trace(workdir: Path, index: int, *, llm: LLMClient | None = None,
     task = load_task(workdir)
     events = EventLog(workdir / "events.jsonl")
     env = json.loads((workdir / "environment.json").read_text(encoding="utf-8"))
-    return Trace(
+    strategy = TreeSearch if config.strategy == "tree" else Trace
+    return strategy(
         index=index,
         config=config,
         task=task,

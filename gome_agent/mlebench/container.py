@@ -97,6 +97,8 @@ def container_config(args: Any, env: Mapping[str, str] | None = None) -> tuple[R
         overrides["llm"] = llm
     if args.traces is not None:
         overrides["traces"] = args.traces
+    if args.strategy is not None:
+        overrides["strategy"] = args.strategy
     optimizer = {}
     if _flag(args.no_momentum):
         optimizer["momentum"] = False

@@ -41,13 +41,15 @@ def mlebench_checkout(tmp_path):
 def test_agent_yaml_has_the_required_entries():
     config = load_agent_yaml(ROOT / "agent.yaml")
     ids = agent_ids(config)
-    for expected in ("gome", "gome/anthropic", "gome/dev", "gome/no-momentum", "gome/single-trace", "gome/direct"):
+    for expected in ("gome", "gome/anthropic", "gome/dev", "gome/no-momentum", "gome/single-trace", "gome/direct",
+                     "gome/tree-search"):
         assert expected in ids
     assert config["gome"]["env_vars"]["TIME_LIMIT_SECS"] == 43200
     assert config["gome"]["kwargs"]["traces"] == 3
     assert config["gome"]["env_vars"]["OPENAI_API_KEY"] == "${{ secrets.OPENAI_API_KEY }}"
     assert config["gome/anthropic"]["env_vars"]["ANTHROPIC_API_KEY"] == "${{ secrets.ANTHROPIC_API_KEY }}"
     assert config["gome/single-trace"]["kwargs"]["traces"] == 1
+    assert config["gome/tree-search"]["kwargs"]["strategy"] == "tree"
     assert config["gome/dev"]["env_vars"]["TIME_LIMIT_SECS"] < 3600
 
 
