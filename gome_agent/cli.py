@@ -170,6 +170,118 @@ def cmd_export_submissions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from gome_agent.report import write_report
+
+    print(write_report(args.run, args.out))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gome_agent.runview import RunView
+
+    print(RunView.load(args.run).summary_text())
+    return 0
+
+
+def cmd_export_traces(args: argparse.Namespace) -> int:
+    from gome_agent.traces_io import export_traces
+
+    print(export_traces(args.run, args.output))
+    return 0
+
+
+def cmd_import_traces(args: argparse.Namespace) -> int:
+    from gome_agent.traces_io import import_traces
+
+    folders = import_traces(args.file, args.out)
+    for folder in folders:
+        print(folder)
+    print(f"imported {len(folders)} competition(s); see one with: gome report {folders[0]}" if folders else "nothing imported")
+    return 0
+
+
+def cmd_bench_prepare(args: argparse.Namespace) -> int:
+    from gome_agent.bench.prepare import DEFAULT_DATA_DIR, prepare
+
+    out = args.out or DEFAULT_DATA_DIR
+    only = args.only.split(",") if args.only else None
+    folders = prepare(out, only=only, leaderboards=not args.no_leaderboards, force=args.force)
+    for folder in folders:
+        print(folder)
+    print(f"prepared {len(folders)} competition(s) in {out}")
+    return 0
+
+
+def cmd_bench_grade(args: argparse.Namespace) -> int:
+    from gome_agent.bench.grading import grade_jsonl
+    from gome_agent.bench.prepare import DEFAULT_DATA_DIR
+
+    print(grade_jsonl(args.submission, args.output_dir, args.data_dir or DEFAULT_DATA_DIR))
+    return 0
+
+
+def cmd_bench_run(args: argparse.Namespace) -> int:
+    from gome_agent.bench.compare import compare, table
+    from gome_agent.llm.config import LLMConfig
+
+    llm: dict[str, Any] = {"model": args.model, "provider": args.provider}
+    if args.base_url:
+        llm["base_url"] = args.base_url
+    file_values = load_config_file(args.config) if args.config else {}
+    summary = compare(
+        data_dir=args.data_dir, out=args.out, competitions=args.competitions.split(","),
+        strategies=args.strategies.split(","), seeds=args.seeds,
+        llm=LLMConfig.model_validate({**file_values.pop("llm", {}), **llm}),
+        time_limit_s=parse_duration(args.time_limit), base=file_values,
+    )
+    print(table(summary))
+    print(f"results: {args.out / 'results.jsonl'}; summary: {args.out / 'summary.md'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gome_agent.demo import demo
+
+    result = demo(args.out, time_limit_s=parse_duration(args.time_limit), model=args.model)
+    report = result.report
+    score = "none" if report.score is None else f"{report.score:.5g}"
+    medal = next((m for m in ("gold", "silver", "bronze") if getattr(report, f"{m}_medal")), None)
+    print(f"graded {report.competition_id}: score {score} "
+          f"({'valid' if report.valid_submission else 'invalid'} submission; "
+          f"{medal + ' medal' if medal else 'no medal'}; {'above' if report.above_median else 'not above'} median)")
+    print(f"run folder: {result.summary.workdir}")
+    print(f"grading report: {result.report_path}")
+    if result.html_report is not None:
+        print(f"HTML report: {result.html_report}")
+    return 0
+
+
+def cmd_llm_prepare(args: argparse.Namespace) -> int:
+    from gome_agent.localllm import prepare_local_llm
+
+    binary, weights = prepare_local_llm(args.model)
+    print(f"llama-server: {binary}")
+    print(f"weights: {weights} (sha256 verified)")
+    return 0
+
+
+def cmd_llm_serve(args: argparse.Namespace) -> int:
+    import time
+
+    from gome_agent.localllm import prepare_local_llm, start_server
+
+    binary, weights = prepare_local_llm(args.model)
+    with start_server(binary, weights, port=args.port, log_path=args.log) as server:
+        print(f"serving {server.model} at {server.base_url_openai} (Anthropic API at {server.base_url_anthropic})")
+        print(f"use: gome run --provider openai-compatible --base-url {server.base_url_openai} --model {server.model} ...")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gome",
@@ -237,6 +349,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--data-dir", type=Path, help="mle-bench's prepared data (default: its own default)")
     export.set_defaults(func=cmd_export_submissions)
 
+    report = sub.add_parser("report", help="one self-contained HTML report of a run (and PNG plots)")
+    report.add_argument("run", type=Path, help="the run folder")
+    report.add_argument("--out", type=Path, help="HTML file to write (default RUN/report.html)")
+    report.set_defaults(func=cmd_report)
+
+    status = sub.add_parser("status", help="one-screen summary of a run in progress or finished")
+    status.add_argument("run", type=Path)
+    status.set_defaults(func=cmd_status)
+
+    etraces = sub.add_parser("export-traces", help="the run in the layout of the released Gome traces")
+    etraces.add_argument("run", type=Path)
+    etraces.add_argument("-o", "--output", type=Path, required=True)
+    etraces.set_defaults(func=cmd_export_traces)
+
+    itraces = sub.add_parser("import-traces", help="load released-layout traces into run folders (for report/status)")
+    itraces.add_argument("file", type=Path)
+    itraces.add_argument("--out", type=Path, required=True, help="folder for one run folder per competition")
+    itraces.set_defaults(func=cmd_import_traces)
+
     prompts = sub.add_parser("prompts", help="work with the prompt templates")
     psub = prompts.add_subparsers(dest="prompts_command", required=True)
     check = psub.add_parser("check", help="render every template with sample data and report problems")
@@ -260,6 +391,46 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--traces", type=int, default=3)
     sched.add_argument("--out", type=Path, help="keep the benchmark's run folders here")
     sched.set_defaults(func=cmd_bench_scheduler)
+    prep = bsub.add_parser("prepare", help="build the offline competitions (MLE-bench layout, with leaderboards)")
+    prep.add_argument("--out", type=Path, default=None, help="folder (default ~/.cache/gome-agent/bench)")
+    prep.add_argument("--only", help="comma-separated competition ids")
+    prep.add_argument("--force", action="store_true", help="rebuild competitions that are already complete")
+    prep.add_argument("--no-leaderboards", action="store_true", help="data only (no grading possible)")
+    prep.set_defaults(func=cmd_bench_prepare)
+    grade = bsub.add_parser("grade", help="grade a submission.jsonl like `mlebench grade`")
+    grade.add_argument("--submission", type=Path, required=True)
+    grade.add_argument("--output-dir", type=Path, required=True)
+    grade.add_argument("--data-dir", type=Path, default=None, help="prepared benchmark (default ~/.cache/gome-agent/bench)")
+    grade.set_defaults(func=cmd_bench_grade)
+    brun = bsub.add_parser("run", help="compare strategies on the offline benchmark with seeds")
+    brun.add_argument("--strategies", default="gome,tree")
+    brun.add_argument("--competitions", required=True, help="comma-separated competition ids")
+    brun.add_argument("--seeds", type=int, default=2)
+    brun.add_argument("--time-limit", default="10m", help="budget of each run")
+    brun.add_argument("--model", required=True)
+    brun.add_argument("--provider", default="openai-compatible", choices=["openai", "anthropic", "openai-compatible"])
+    brun.add_argument("--base-url")
+    brun.add_argument("--config", type=Path, help="settings shared by every run (.toml, .yaml, .json)")
+    brun.add_argument("--data-dir", type=Path, required=True, help="prepared benchmark folder")
+    brun.add_argument("--out", type=Path, required=True, help="results folder (runs already done are kept)")
+    brun.set_defaults(func=cmd_bench_run)
+
+    dem = sub.add_parser("demo", help="no API key needed: a local model runs Gome on a small competition")
+    dem.add_argument("--out", type=Path, default=Path("gome-demo"), help="folder for everything the demo makes")
+    dem.add_argument("--time-limit", default="5m")
+    dem.add_argument("--model", default="qwen2.5-coder-1.5b", choices=["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
+    dem.set_defaults(func=cmd_demo)
+
+    llm = sub.add_parser("llm", help="the local model (llama.cpp with verified Qwen2.5-Coder weights)")
+    lsub = llm.add_subparsers(dest="llm_command", required=True)
+    lprep = lsub.add_parser("prepare", help="download and verify the weights, build llama-server (cached)")
+    lprep.add_argument("--model", default="qwen2.5-coder-0.5b", choices=["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
+    lprep.set_defaults(func=cmd_llm_prepare)
+    lserve = lsub.add_parser("serve", help="serve the local model on 127.0.0.1 (OpenAI and Anthropic APIs)")
+    lserve.add_argument("--model", default="qwen2.5-coder-0.5b", choices=["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
+    lserve.add_argument("--port", type=int, default=8080)
+    lserve.add_argument("--log", type=Path, default=Path("llama-server.log"))
+    lserve.set_defaults(func=cmd_llm_serve)
     return parser
 
 

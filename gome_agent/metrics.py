@@ -189,3 +189,27 @@ def normalize_metric_name(name: str) -> str:
 def known_direction(metric_name: str) -> bool | None:
     """True when higher is better, False when lower is better, None when unknown or ambiguous."""
     return _DIRECTION.get(normalize_metric_name(metric_name))
+
+
+# Spellings too generic to count as a mention in running text ("map", "ap", "precision", ...).
+_AMBIGUOUS_IN_TEXT = frozenset({"map", "ap", "acc", "dcg", "cer", "bce", "nll", "tpr", "precision", "recall",
+                                "sensitivity", "specificity", "dice", "kappa", "pearson", "spearman", "f score",
+                                "levenshtein", "brier", "pinball", "jaccard", "iou", "f2", "f05", "r 2"})
+
+
+def mentioned_metrics(text: str, limit: int = 4) -> list[str]:
+    """Known metrics a description names, most mentioned first, as "roc_auc (higher is better)".
+
+    A hint for the task analysis (small models miss the metric in a long page); the
+    analysis still has to agree with the description and the sample submission.
+    """
+    words = f" {_clean(text)} "
+    counts: dict[str, int] = {}
+    for alias, canonical in _ALIASES.items():
+        if alias in _AMBIGUOUS_IN_TEXT or len(alias) < 2:
+            continue
+        hits = words.count(f" {alias} ")
+        if hits:
+            counts[canonical] = counts.get(canonical, 0) + hits * len(alias.split())
+    ranked = sorted(counts, key=lambda c: -counts[c])[:limit]
+    return [f"{c} ({'higher' if _DIRECTION[c] else 'lower'} is better)" for c in ranked]

@@ -55,6 +55,7 @@ def sample_context() -> dict[str, Any]:
         "description": "# Sample competition\nPredict churn. Evaluated on ROC AUC.",
         "files": "train.csv: 800 rows x 12 columns",
         "sample_submission": "sample_submission.csv: 200 rows, columns ['id', 'target']\nid,target\n1,0.5\n",
+        "metric_hints": ["roc_auc (higher is better)"],
         "environment": "2 CPU cores, 24 GiB RAM, no GPU. Python 3.11 with numpy 2.4, scikit-learn 1.9.",
         "run_time_limit": "30m00s",
         "stage_guidance": "Improve stage: make targeted changes with a clear expected gain on the validation metric.",

@@ -26,7 +26,7 @@ INPUTS: dict[str, set[str]] = {
     "_task": {"task"},
     "_contract": {"task", "run_time_limit", "environment"},
     "_code_edits": set(),
-    "task_analysis": {"competition_id", "description", "files", "sample_submission"},
+    "task_analysis": {"competition_id", "description", "files", "sample_submission", "metric_hints"},
     "draft": {"task", "environment", "run_time_limit", "stage_guidance", "budget", "avoid", "failures"},
     "gradient": {"task", "stage_guidance", "budget", "run_time_limit", "best", "accepted", "history", "memory", "k"},
     "update": {"task", "environment", "run_time_limit", "stage_guidance", "direction", "best"},

@@ -39,11 +39,13 @@ from typing import Protocol
 
 from gome_agent import __version__, jsonl, runinfo
 from gome_agent.best import BestKeeper
+from gome_agent.budget import Budget
 from gome_agent.config import RunConfig
 from gome_agent.environment import detect_environment
 from gome_agent.errors import ConfigError, GomeError, LLMFatalError, PromptError
 from gome_agent.fallback import build_constant_submission
 from gome_agent.llm.client import LLMClient, create_client
+from gome_agent.progress import Progress
 from gome_agent.prompting import Prompts, check_prompts
 from gome_agent.records import (
     EventLog,
@@ -168,6 +170,7 @@ class Run:
         self.keeper: BestKeeper | None = None
         self.info: runinfo.RunInfo | None = None
         self.handles: dict[int, TraceHandle] = {}
+        self._restarts: dict[int, int] = {}
 
     # Set-up -----------------------------------------------------------------------
     def _preflight(self) -> tuple[Prompts, LLMClient]:
@@ -294,39 +297,24 @@ class Run:
         """Run the traces until the optimization budget is spent or every trace has ended."""
         assert self.info is not None
         budget = self.info.budget()
-        restarts = dict.fromkeys(range(self.cfg.traces), 0)
+        self._restarts = dict.fromkeys(range(self.cfg.traces), 0)
         self.handles = {i: self._start_trace(i, llm) for i in range(self.cfg.traces)}
         last_beat = time.monotonic()
         stop_sent = False
         fatal_exits = 0
-        while self.handles:
-            time.sleep(0.5)
-            for index, handle in list(self.handles.items()):
-                code = handle.poll()
-                if code is None:
-                    continue
-                del self.handles[index]
-                crashed = code not in (0, FATAL_EXIT)
-                fatal_exits += code == FATAL_EXIT
-                restart = (crashed and restarts[index] < MAX_RESTARTS and not stop_sent
-                           and budget.remaining() >= self.cfg.execution.min_run_seconds)
-                self.events.write(TraceExited(
-                    trace=index, exit_code=code, restarted=restart,
-                    message=("crashed; restarting from its recorded steps" if restart
-                             else "crashed" if crashed else "finished"),
-                ))
-                if restart:
-                    restarts[index] += 1
-                    log.warning("trace %d crashed (exit code %s); restarting it", index, code)
-                    self.handles[index] = self._start_trace(index, llm)
-            if time.monotonic() - last_beat >= HEARTBEAT_S:
-                self.info = runinfo.heartbeat(self.workdir, self.info)
-                last_beat = time.monotonic()
-            if not stop_sent and budget.elapsed() > budget.time_limit_s - budget.reserve_s + STOP_GRACE_S:
-                log.info("optimization budget spent; stopping the traces")
-                for handle in self.handles.values():
-                    handle.stop()
-                stop_sent = True
+        with Progress(self.workdir) as progress:
+            while self.handles:
+                time.sleep(0.5)
+                progress.update()
+                fatal_exits += self._reap(llm, budget, restart_allowed=not stop_sent)
+                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                    self.info = runinfo.heartbeat(self.workdir, self.info)
+                    last_beat = time.monotonic()
+                if not stop_sent and budget.elapsed() > budget.time_limit_s - budget.reserve_s + STOP_GRACE_S:
+                    log.info("optimization budget spent; stopping the traces")
+                    for handle in self.handles.values():
+                        handle.stop()
+                    stop_sent = True
         if fatal_exits == self.cfg.traces:
             raise LLMFatalError("every trace stopped on an LLM error that retrying cannot fix; see events.jsonl")
         if self.cfg.optimizer.max_steps is not None and all(
@@ -334,6 +322,29 @@ class Run:
         ):
             return "step limit reached"
         return "budget spent"
+
+    def _reap(self, llm: LLMClient, budget: Budget, *, restart_allowed: bool) -> int:
+        """Record the traces that ended, restart the ones that crashed; returns how many stopped fatally."""
+        fatal = 0
+        for index, handle in list(self.handles.items()):
+            code = handle.poll()
+            if code is None:
+                continue
+            del self.handles[index]
+            crashed = code not in (0, FATAL_EXIT)
+            fatal += code == FATAL_EXIT
+            restart = (crashed and restart_allowed and self._restarts[index] < MAX_RESTARTS
+                       and budget.remaining() >= self.cfg.execution.min_run_seconds)
+            self.events.write(TraceExited(
+                trace=index, exit_code=code, restarted=restart,
+                message=("crashed; restarting from its recorded steps" if restart
+                         else "crashed" if crashed else "finished"),
+            ))
+            if restart:
+                self._restarts[index] += 1
+                log.warning("trace %d crashed (exit code %s); restarting it", index, code)
+                self.handles[index] = self._start_trace(index, llm)
+        return fatal
 
     def _stop_traces(self) -> None:
         for handle in self.handles.values():

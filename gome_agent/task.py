@@ -29,7 +29,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints
 
 from gome_agent.errors import TaskError
-from gome_agent.metrics import known_direction
+from gome_agent.llm.types import Message
+from gome_agent.metrics import known_direction, mentioned_metrics
 from gome_agent.sample import SampleSubmission, find_sample_submission, load_sample_submission, read_csv_checked
 
 FileKind = Literal["table", "json", "text", "image", "audio", "archive", "directory", "other"]
@@ -880,7 +881,12 @@ def analyze_task(
     higher_is_better: bool | None = None,
     deadline: float | None = None,
 ) -> Task:
-    """Ask the LLM what the competition wants (prompt "task_analysis") and check its answer."""
+    """Ask the LLM what the competition wants (prompt "task_analysis") and check its answer.
+
+    An answer that fails the checks (a direction contradicting a known metric, columns
+    that are not the sample's) is sent back once with the exact reason; a second
+    failure is the error.
+    """
     sample = scan.sample_submission()
     messages = prompts.messages(
         "task_analysis",
@@ -888,6 +894,17 @@ def analyze_task(
         files=scan.files_text(),
         sample_submission=sample.describe(),
         competition_id=scan.competition_id,
+        metric_hints=mentioned_metrics(scan.description),
     )
     result = llm.structured(messages, TaskAnalysis, role="task", deadline=deadline)
-    return check_analysis(result.value, scan, sample, higher_is_better=higher_is_better)
+    try:
+        return check_analysis(result.value, scan, sample, higher_is_better=higher_is_better)
+    except TaskError as exc:
+        retry = [
+            *messages,
+            Message(role="assistant", content=result.value.model_dump_json()),
+            Message(role="user", content=f"That analysis is wrong: {exc}. Read the description and the sample "
+                                         "submission again and reply with the corrected JSON object only."),
+        ]
+        second = llm.structured(retry, TaskAnalysis, role="task", deadline=deadline)
+        return check_analysis(second.value, scan, sample, higher_is_better=higher_is_better)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gome_agent.metrics import known_direction, normalize_metric_name
+from gome_agent.metrics import known_direction, normalize_metric_name, mentioned_metrics
 
 COMPETITIONS = Path("/work/shared/mlebench/competitions")
 needs_competitions = pytest.mark.skipif(not COMPETITIONS.is_dir(), reason="MLE-bench competition files not present")
@@ -159,3 +159,20 @@ def test_ambiguous_or_unknown_names_have_no_direction(name):
 def test_unknown_names_come_back_cleaned_not_canonical():
     assert normalize_metric_name("  Custom-Metric!! ") == "custom metric"
     assert known_direction(normalize_metric_name("Custom-Metric")) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        ("Submissions are evaluated on the area under the ROC curve.", "roc_auc (higher is better)"),
+        ("Submissions are scored on the root mean squared logarithmic error (RMSLE).", "rmsle (lower is better)"),
+        ("We use multi-class logarithmic loss. Log loss penalizes confident errors.", "log_loss (lower is better)"),
+        ("Scored by the quadratic weighted kappa between ratings.", "kappa (higher is better)"),
+    ],
+)
+def test_mentioned_metrics_finds_the_evaluation_metric(text, first):
+    assert mentioned_metrics(text)[0] == first
+
+
+def test_mentioned_metrics_ignores_generic_words():
+    assert mentioned_metrics("Improve the precision of the map and recall the data.") == []

@@ -536,3 +536,34 @@ def test_a_non_finite_score_is_never_better():
 def test_sample_describe_is_what_the_prompt_gets(competition):
     scan = scan_competition(competition)
     assert scan.sample_submission().describe() == load_sample_submission(scan.sample_path).describe()
+
+
+class SequenceLLM(StubLLM):
+    def __init__(self, *values):
+        super().__init__(None)
+        self.values = list(values)
+
+    def structured(self, messages, schema, *, role, deadline=None, tags=None):
+        self.value = self.values.pop(0)
+        return super().structured(messages, schema, role=role, deadline=deadline, tags=tags)
+
+
+def test_a_wrong_analysis_is_sent_back_once_with_the_reason(competition):
+    scan = scan_competition(competition)
+    llm = SequenceLLM(analysis(metric_name="ROC AUC", higher_is_better=False),
+                      analysis(metric_name="ROC AUC", higher_is_better=True))
+    task = analyze_task(llm, StubPrompts(), scan)
+    assert task.higher_is_better is True and len(llm.calls) == 2
+    assert "known metric where higher is better" in llm.calls[1]["messages"][-1].content
+    twice_wrong = SequenceLLM(*[analysis(metric_name="ROC AUC", higher_is_better=False)] * 2)
+    with pytest.raises(TaskError, match="known metric"):
+        analyze_task(twice_wrong, StubPrompts(), scan)
+    assert len(twice_wrong.calls) == 2
+
+
+@pytest.mark.skipif(not SPOOKY_DESCRIPTION.is_file(), reason="MLE-bench competition files not present")
+def test_analysis_gets_the_metrics_the_description_names(tmp_path):
+    scan = scan_competition(make_competition(tmp_path, SPOOKY_DESCRIPTION.read_text(encoding="utf-8")))
+    prompts = StubPrompts()
+    analyze_task(StubLLM(analysis()), prompts, scan)
+    assert prompts.calls[0][1]["metric_hints"][0] == "log_loss (lower is better)"

@@ -1,0 +1,143 @@
+"""`gome bench run`: strategies compared on the offline benchmark, graded with MLE-bench's medal rule.
+
+For every competition, strategy and seed, one run with the same model, budget
+and settings (only `strategy` and `seed` differ); each submission is graded
+against the private answers and the competition's leaderboard. The summary per
+strategy gives the valid-submission, above-median and any-medal rates and the
+mean normalized score, each as mean and standard error across seeds (as
+MLE-bench aggregates its leaderboard).
+
+Normalized score: 0 for the sample submission's score (a constant guess), 1 for
+the leaderboard's best score, linear in between by the metric's direction
+(above 1 beats the whole leaderboard); an invalid submission counts 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from gome_agent import jsonl
+from gome_agent.bench.competitions import Competition
+from gome_agent.bench.grading import CompetitionReport, grade_csv, read_leaderboard, score_csv
+from gome_agent.bench.prepare import load_competition
+from gome_agent.config import RunConfig
+from gome_agent.llm.config import LLMConfig
+from gome_agent.runner import run
+
+log = logging.getLogger(__name__)
+
+
+class RunResult(BaseModel):
+    competition_id: str
+    strategy: str
+    seed: int
+    workdir: str
+    report: dict[str, Any]
+    normalized_score: float
+    steps: int
+    reason: str
+
+
+def normalized(report: CompetitionReport, baseline: float, best: float) -> float:
+    """0 at the constant-guess baseline, 1 at the leaderboard's best; invalid submissions 0."""
+    if report.score is None or not math.isfinite(report.score) or best == baseline:
+        return 0.0
+    return (report.score - baseline) / (best - baseline)
+
+
+def score_range(competition: Competition) -> tuple[float, float]:
+    """(constant-guess score, leaderboard's best score): the 0 and 1 of the normalized score."""
+    baseline = score_csv(competition.sample_path, competition)
+    best = float(read_leaderboard(competition.leaderboard_path)["score"].iloc[0])
+    return baseline, best
+
+
+def _sem(values: list[float]) -> float:
+    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+
+
+def summarize(results: list[RunResult]) -> dict[str, dict[str, Any]]:
+    """Per strategy: rates over competitions for each seed, then mean and SEM across seeds."""
+    summary: dict[str, dict[str, Any]] = {}
+    for strategy in sorted({r.strategy for r in results}):
+        mine = [r for r in results if r.strategy == strategy]
+        seeds = sorted({r.seed for r in mine})
+        per_seed: dict[str, list[float]] = {"valid_submission": [], "above_median": [], "any_medal": [],
+                                            "normalized_score": []}
+        for seed in seeds:
+            rows = [r for r in mine if r.seed == seed]
+            for key in ("valid_submission", "above_median", "any_medal"):
+                per_seed[key].append(100.0 * sum(bool(r.report[key]) for r in rows) / len(rows))
+            per_seed["normalized_score"].append(statistics.fmean(r.normalized_score for r in rows))
+        summary[strategy] = {
+            "runs": len(mine),
+            "seeds": len(seeds),
+            "competitions": len({r.competition_id for r in mine}),
+            **{key: {"mean": round(statistics.fmean(v), 3), "sem": round(_sem(v), 3)} for key, v in per_seed.items()},
+        }
+    return summary
+
+
+def table(summary: dict[str, dict[str, Any]]) -> str:
+    """The summary as a Markdown table."""
+    lines = ["| strategy | runs | valid submission % | above median % | any medal % | mean normalized score |",
+             "|---|---|---|---|---|---|"]
+    for strategy, row in summary.items():
+        cells = [f"{row[k]['mean']:.1f} ± {row[k]['sem']:.1f}" for k in ("valid_submission", "above_median", "any_medal")]
+        cells.append(f"{row['normalized_score']['mean']:.3f} ± {row['normalized_score']['sem']:.3f}")
+        lines.append(f"| {strategy} | {row['runs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare(
+    *,
+    data_dir: Path,
+    out: Path,
+    competitions: list[str],
+    strategies: list[str],
+    seeds: int,
+    llm: LLMConfig,
+    time_limit_s: float,
+    base: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run every (competition, strategy, seed) that has no result yet, then summarize all results."""
+    results_path = out / "results.jsonl"
+    done = {(r["competition_id"], r["strategy"], r["seed"]): RunResult.model_validate(r)
+            for r in jsonl.iter_raw(results_path)}
+    for competition_id in competitions:
+        competition = load_competition(data_dir, competition_id)
+        baseline, best = score_range(competition)
+        for seed in range(seeds):
+            for strategy in strategies:
+                key = (competition_id, strategy, seed)
+                if key in done:
+                    continue
+                workdir = out / "runs" / competition_id / strategy / f"seed{seed}"
+                values = {
+                    **(base or {}),
+                    "data_dir": competition.public_dir, "workdir": workdir, "time_limit_s": time_limit_s,
+                    "strategy": strategy, "seed": seed, "llm": llm,
+                }
+                log.info("benchmark run: %s, %s, seed %d", competition_id, strategy, seed)
+                summary = run(RunConfig.model_validate(values))
+                report = grade_csv(workdir / "submission" / "submission.csv", competition)
+                result = RunResult(
+                    competition_id=competition_id, strategy=strategy, seed=seed, workdir=str(workdir),
+                    report=report.to_dict(),
+                    normalized_score=normalized(report, baseline, best),
+                    steps=summary.steps, reason=summary.reason,
+                )
+                jsonl.append(results_path, result)
+                done[key] = result
+    results = [r for r in done.values() if r.competition_id in competitions and r.strategy in strategies]
+    summary = summarize(results)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out / "summary.md").write_text(table(summary) + "\n", encoding="utf-8")
+    return summary
