@@ -10,8 +10,8 @@ It reads the run folder like `gome status` does, incrementally.
 from __future__ import annotations
 
 import logging
-import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
@@ -63,9 +63,11 @@ def table(view: RunView) -> Table:
 class Progress:
     """Shows a run's progress; `update()` is cheap enough to call twice a second."""
 
-    def __init__(self, workdir, *, live: bool | None = None, line_every_s: float = 300.0) -> None:
+    def __init__(self, workdir: Path, *, live: bool | None = None, line_every_s: float = 300.0,
+                 console: Console | None = None) -> None:
         self.reader = RunReader(workdir)
-        self.live = sys.stderr.isatty() if live is None else live
+        self.console = console or Console(stderr=True)
+        self.live = self.console.is_terminal if live is None else live
         self.line_every_s = line_every_s
         self._last_line = 0.0
         self._last_best: float | None = None
@@ -73,7 +75,7 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.live:
-            self._screen = Live(console=Console(stderr=True), refresh_per_second=1, transient=False)
+            self._screen = Live(console=self.console, refresh_per_second=1, transient=False)
             self._screen.start()
         return self
 

@@ -18,7 +18,10 @@ from gome_agent.config import RunConfig
 from gome_agent.llm.config import LLMConfig
 from gome_agent.localllm import prepare_local_llm, start_server
 from gome_agent.records import EventLog, RunFinished
+from gome_agent.report import write_report
 from gome_agent.runner import run
+from gome_agent.runview import RunView
+from gome_agent.traces_io import export_traces, import_traces
 
 pytestmark = pytest.mark.real_llm
 
@@ -47,3 +50,12 @@ def test_short_run_against_the_local_model_ends_graded(tmp_path, request):
     report = grade_csv(summary.submission, competition)
     assert report.valid_submission and report.score is not None
     (tmp_path / "grading_report.json").write_text(json.dumps(report.to_dict()))
+
+    # Seeing the run: status, the HTML report, and the released-traces layout both ways.
+    view = RunView.load(config.workdir)
+    assert view.state == "finished" and "breast-cancer" in view.summary_text()
+    html = write_report(config.workdir)
+    assert html.is_file() and (html.parent / "trajectory.png").is_file()
+    exported = export_traces(config.workdir, tmp_path / "traces.json")
+    [imported] = import_traces(exported, tmp_path / "imported")
+    assert len(RunView.load(imported).steps()) == len(view.steps())
