@@ -40,8 +40,9 @@ from gome_agent.localllm import (
     resolve_model,
     start_server,
 )
+from tests.shared import shared
 
-DOC = Path("/work/shared/docs/offline-testing.md")
+DOC = shared("docs", "offline-testing.md")
 
 
 # ---------------------------------------------------------------- manifest against the doc

@@ -4,8 +4,9 @@ import pytest
 import yaml
 
 from gome_agent.metrics import known_direction, normalize_metric_name, mentioned_metrics
+from tests.shared import shared
 
-COMPETITIONS = Path("/work/shared/mlebench/competitions")
+COMPETITIONS = shared("mlebench", "competitions")
 needs_competitions = pytest.mark.skipif(not COMPETITIONS.is_dir(), reason="MLE-bench competition files not present")
 
 # The metric of each MLE-bench Lite competition (mlebench-contract.md §9.5) and its direction.

@@ -23,8 +23,9 @@ from gome_agent.task import (
     check_analysis,
     scan_competition,
 )
+from tests.shared import shared
 
-SPOOKY_DESCRIPTION = Path("/work/shared/mlebench/competitions/spooky-author-identification/description.md")
+SPOOKY_DESCRIPTION = shared("mlebench", "competitions", "spooky-author-identification", "description.md")
 AUTHORS = ["EAP", "HPL", "MWS"]
 
 

@@ -20,9 +20,11 @@ from gome_agent.submission import check_submission
 from tests.fake_llm import FakeRequest
 from tests.mlebench_standin import GradingStandIn
 from tests.test_runner import Recorder
+from tests.shared import needs_shared, shared
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "mlebench"
+SHARED = shared("mlebench")
+pytestmark = needs_shared
 KEY = "sk-test-container-key-0123456789"
 
 

@@ -19,14 +19,17 @@ from gome_agent.mlebench.register import (
     resolve_secrets,
     source_root,
 )
+from tests.shared import shared
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "mlebench"
+SHARED = shared("mlebench")
 
 
 @pytest.fixture
 def mlebench_checkout(tmp_path):
     """The parts of an mle-bench checkout that registration touches."""
+    if not SHARED.is_dir():
+        pytest.skip("the shared MLE-bench files (../shared/mlebench) are not here; set GOME_SHARED_DIR")
     root = tmp_path / "mle-bench"
     (root / "agents" / "dummy").mkdir(parents=True)
     (root / "environment").mkdir()
