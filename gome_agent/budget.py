@@ -41,9 +41,16 @@ class Budget:
         self._clock = clock
         self.started_at = clock() if started_at is None else started_at
         self.spent_before_s = spent_before_s
+        self._anchor = (time.monotonic(), self._wall_elapsed())
+
+    def _wall_elapsed(self) -> float:
+        return self.spent_before_s + max(0.0, self._clock() - self.started_at)
 
     def elapsed(self) -> float:
-        return self.spent_before_s + max(0.0, self._clock() - self.started_at)
+        # A wall clock set back (NTP, a resumed VM) must not hand out more time: what the monotonic
+        # clock measured since this budget was made is a floor. Set forward, the run ends early.
+        since, wall = self._anchor
+        return max(self._wall_elapsed(), wall + time.monotonic() - since)
 
     def remaining(self) -> float:
         """Seconds left for optimization steps (the final-selection reserve excluded)."""

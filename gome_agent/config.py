@@ -92,6 +92,11 @@ class ExecutionConfig(_Strict):
     min_run_seconds: float = Field(30.0, gt=0, description="no new step starts when less than this is left for its run")
     max_log_mb: float = Field(20.0, gt=0)
     simulate_gpu_mb: int | None = Field(None, gt=0, description="schedule against a simulated GPU of this size (benchmarks, tests)")
+    hidden_paths: list[Path] = Field(
+        default_factory=list,
+        description="files and folders solutions must not read (private answers, a leaderboard): shown empty in the "
+        "namespace sandbox; the 'none' sandbox cannot hide them",
+    )
 
 
 class RunConfig(_Strict):

@@ -15,7 +15,7 @@ from pathlib import Path
 from gome_agent import jsonl
 from gome_agent.bench.grading import CompetitionReport, grade_csv
 from gome_agent.bench.prepare import load_competition, prepare
-from gome_agent.config import RunConfig
+from gome_agent.config import ExecutionConfig, RunConfig
 from gome_agent.errors import GomeError
 from gome_agent.llm.config import LLMConfig
 from gome_agent.localllm import prepare_local_llm, start_server
@@ -47,6 +47,7 @@ def demo(out: Path, *, time_limit_s: float = 300.0, model: str = "qwen2.5-coder-
             data_dir=competition.public_dir, workdir=out / "run", time_limit_s=time_limit_s, traces=traces,
             llm=LLMConfig(provider="openai-compatible", base_url=server.base_url_openai, model=server.model,
                           max_output_tokens=2048, request_timeout_s=300),
+            execution=ExecutionConfig(hidden_paths=competition.hidden_from_solutions()),
         )
         summary = run(config)
     report = grade_csv(config.workdir / "submission" / "submission.csv", competition)

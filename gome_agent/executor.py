@@ -5,7 +5,9 @@ A solution is untrusted code written by an LLM. `Executor.run` starts it through
 them, else as a plain process under a reaper), enforces a wall-clock limit, a
 memory limit on the whole process tree and a process-count limit, caps what it
 may write to stdout/stderr, and makes sure that when `run` returns no process
-of the run is still alive.
+of the run is still alive and nothing the solution left in its step folder can
+lead the agent, which reads that folder unsandboxed, anywhere else (links out of
+the folder, FIFOs and sockets are removed).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -323,6 +326,36 @@ class _Run:
         return True
 
 
+def _disarm(workdir: Path, data_dir: Path) -> None:
+    """Remove what the solution left in its folder that would make the agent read elsewhere or block:
+    links that lead out of the folder (but the `input` link to the data) and FIFOs, sockets, devices.
+
+    A link `submission.csv -> .../private/answers.csv` or `main.py -> /proc/self/environ` would
+    otherwise be followed by the agent, which is not fenced in.
+    """
+    removed = []
+    for folder, dirs, files in os.walk(workdir):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            try:
+                mode = os.lstat(path).st_mode
+                if stat.S_ISLNK(mode):
+                    target = Path(os.path.realpath(path))
+                    keep = target.is_relative_to(workdir) or (path == str(workdir / "input") and target == data_dir)
+                elif stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+                    continue
+                else:
+                    keep = False
+                if not keep:
+                    os.unlink(path)
+                    removed.append(os.path.relpath(path, workdir))
+            except OSError:
+                continue
+    if removed:
+        log.warning("removed %d link(s) or special file(s) left by the solution in %s: %s",
+                    len(removed), workdir, ", ".join(removed[:10]))
+
+
 def _children(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children()
@@ -369,6 +402,7 @@ class Executor:
         network: bool = True,
         max_log_bytes: int = 20_000_000,
         max_processes: int = 512,
+        hidden: list[Path] | None = None,
     ) -> None:
         if not data_dir.is_dir():
             raise ExecutorError(f"data folder {data_dir} does not exist or is not a folder")
@@ -388,6 +422,12 @@ class Executor:
         # Not resolved through symlinks: a venv's python finds its packages through the link's path.
         self.python = os.path.abspath(resolved)
         self.network = network
+        # Paths solutions must not read (private answers, a leaderboard); only namespaces can hide them.
+        self.hidden = [Path(os.path.abspath(p)) for p in hidden or []]
+        for path in self.hidden:
+            for needed in (self.data_dir, self.cache_dir):
+                if needed.is_relative_to(path):
+                    raise ExecutorError(f"the hidden path {path} contains {needed}, which solutions need")
         self.max_log_bytes = max_log_bytes
         self.max_processes = max_processes
         if sandbox == "none":
@@ -403,6 +443,9 @@ class Executor:
             raise ExecutorError(f"unknown sandbox mode {sandbox!r}; expected 'auto', 'namespace' or 'none'")
         if self._mode == "none" and not network:
             log.warning("network=False has no effect without the namespace sandbox: solutions keep network access")
+        if self._mode == "none" and self.hidden:
+            log.warning("without the namespace sandbox, solutions can read the hidden paths %s",
+                        ", ".join(map(str, self.hidden)))
         self._active: set[_Run] = set()
         self._active_lock = threading.Lock()
 
@@ -478,6 +521,7 @@ class Executor:
             workdir=workdir,
             writable=[workdir, self.cache_dir],
             readonly=[self.data_dir, *self._hidden_interpreter()],
+            hidden=self.hidden if namespace else [],
             private_network=namespace and not self.network,
             parent_pid=os.getpid(),
         )
@@ -551,6 +595,7 @@ class Executor:
             os.close(read_fd)
             if self._mode == "none":
                 shutil.rmtree(workdir / ".tmp", ignore_errors=True)
+            _disarm(workdir, self.data_dir)
         if run.reason is None and init_status != STARTED:
             detail = init_status[len(STARTED):].decode(errors="replace") if init_status.startswith(STARTED) else ""
             detail = detail or captures[1].text_tail().strip()[-500:] or f"exit code {proc.returncode}"

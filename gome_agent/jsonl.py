@@ -94,5 +94,9 @@ def write_json(path: Path, data: BaseModel | dict[str, Any]) -> None:
     else:
         text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(default_redactor()(text), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(default_redactor()(text), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not also keep a half-written copy
+        raise

@@ -247,10 +247,10 @@ class Run:
         except LLMFatalError as exc:
             reason = f"stopped: {exc}"
             fatal = True
-            self.events.write(Note(level="error", message=reason))
+            self._record(Note(level="error", message=reason))
         except GomeError as exc:
             reason = f"stopped: {exc}"
-            self.events.write(Note(level="error", message=reason))
+            self._record(Note(level="error", message=reason))
             raise
         finally:
             for sig, handler in previous.items():
@@ -259,9 +259,8 @@ class Run:
             self._ensure_submission()
             best = self.keeper.current() if self.keeper else None
             steps = len(self.events.steps())
-            if self.info is not None:
-                self.info = runinfo.heartbeat(self.workdir, self.info)
-            self.events.write(RunFinished(
+            self._beat()
+            self._record(RunFinished(
                 reason=reason, best_score=best.score if best else None,
                 best_trace=best.trace if best else None, best_step=best.step if best else None,
                 steps=steps, elapsed_s=round(self.info.spent_s(), 3) if self.info else 0.0,
@@ -272,6 +271,21 @@ class Run:
             workdir=self.workdir, reason=reason, best_score=best.score if best else None,
             steps=steps, submission=submission if submission.exists() else None, fatal=fatal,
         )
+
+    def _record(self, event: Note | TraceExited | FallbackWritten | RunFinished) -> None:
+        """Write a coordinator event; a full disk is logged, not fatal (the best submission is already in place)."""
+        try:
+            self.events.write(event)
+        except OSError as exc:
+            log.error("could not record %s in %s: %s", event.type, self.events.path, exc)
+
+    def _beat(self) -> None:
+        if self.info is None:
+            return
+        try:
+            self.info = runinfo.heartbeat(self.workdir, self.info)
+        except OSError as exc:
+            log.error("could not refresh the heartbeat in %s: %s", runinfo.path_of(self.workdir), exc)
 
     def _competition_id(self) -> str:
         return os.environ.get("COMPETITION_ID") or self.cfg.data_dir.resolve().name
@@ -308,7 +322,7 @@ class Run:
                 progress.update()
                 fatal_exits += self._reap(llm, budget, restart_allowed=not stop_sent)
                 if time.monotonic() - last_beat >= HEARTBEAT_S:
-                    self.info = runinfo.heartbeat(self.workdir, self.info)
+                    self._beat()
                     last_beat = time.monotonic()
                 if not stop_sent and budget.elapsed() > budget.time_limit_s - budget.reserve_s + STOP_GRACE_S:
                     log.info("optimization budget spent; stopping the traces")
@@ -335,7 +349,7 @@ class Run:
             fatal += code == FATAL_EXIT
             restart = (crashed and restart_allowed and self._restarts[index] < MAX_RESTARTS
                        and budget.remaining() >= self.cfg.execution.min_run_seconds)
-            self.events.write(TraceExited(
+            self._record(TraceExited(
                 trace=index, exit_code=code, restarted=restart,
                 message=("crashed; restarting from its recorded steps" if restart
                          else "crashed" if crashed else "finished"),
@@ -386,11 +400,11 @@ class Run:
                 shutil.copyfile(sample, out)
                 message = f"copied the sample submission {sample.name} (the task could not be read)"
         except (GomeError, OSError) as exc:
-            self.events.write(Note(level="error", message=f"no fallback submission could be built: {exc}"))
+            self._record(Note(level="error", message=f"no fallback submission could be built: {exc}"))
             return
         keeper = self.keeper or BestKeeper.for_run(self.cfg, higher_is_better=True)  # direction is unused for a fallback
         keeper.publish_fallback(out)
-        self.events.write(FallbackWritten(message=f"no valid solution was found; wrote a fallback submission: {message}"))
+        self._record(FallbackWritten(message=f"no valid solution was found; wrote a fallback submission: {message}"))
         log.warning("no valid solution was found; wrote a fallback submission: %s", message)
 
 

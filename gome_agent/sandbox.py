@@ -6,8 +6,10 @@ The executor starts `python -m gome_agent.sandbox --error-fd N` and writes a
 - ``namespace``: started by ``unshare --user --map-root-user --mount --pid``,
   so the init is root of fresh user and mount namespaces and its first child
   opens a fresh PID namespace. The init makes every mount read-only except the
-  workdir and the cache, binds the data folder read-only, puts private tmpfs on
-  /tmp and /dev/shm and brings up loopback (when the network is private). Its
+  workdir and the cache, binds the data folder read-only, covers the hidden
+  paths (private answers, a leaderboard) with empty read-only mounts, puts
+  private tmpfs on /tmp and /dev/shm and brings up loopback (when the network
+  is private). Its
   child, PID 1 of the new PID namespace, mounts a /proc that shows only the
   solution's processes, locks all mounts by entering a nested user namespace
   (so the solution cannot undo them), and `execvpe`s the solution: the solution
@@ -55,6 +57,7 @@ _MS_REMOUNT = 0x20
 _MS_NOATIME = 0x400
 _MS_NODIRATIME = 0x800
 _MS_BIND = 0x1000
+_MNT_DETACH = 0x2
 _MS_REC = 0x4000
 _MS_PRIVATE = 0x40000
 _MS_RELATIME = 0x200000
@@ -85,6 +88,7 @@ class SandboxSpec(BaseModel):
     workdir: Path
     writable: list[Path] = []
     readonly: list[Path] = []
+    hidden: list[Path] = []  # namespace mode: shown empty (folders) or as an empty file, read-only
     private_network: bool = False
     parent_pid: int | None = None
 
@@ -141,6 +145,7 @@ def _libc() -> ctypes.CDLL:
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     libc.unshare.argtypes = [ctypes.c_int]
+    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
     return libc
 
 
@@ -224,8 +229,9 @@ def _setup_mounts(libc: ctypes.CDLL, spec: SandboxSpec) -> None:
         except OSError as exc:
             raise SetupError(f"cannot bind {target} into the sandbox: {exc}") from exc
         os.close(fd)
+    masks = _mask_hidden(libc, spec.hidden)
     writable = [t for t, _, w in binds if w]
-    readonly = [t for t, _, w in binds if not w] + skeletons
+    readonly = [t for t, _, w in binds if not w] + skeletons + masks
     for target, options in _mount_table().items():
         if target in writable:
             continue
@@ -240,6 +246,35 @@ def _setup_mounts(libc: ctypes.CDLL, spec: SandboxSpec) -> None:
                 _remount_readonly(libc, target, options)
             except OSError:
                 pass
+
+
+def _mask_hidden(libc: ctypes.CDLL, hidden: list[Path]) -> list[str]:
+    """Cover each hidden path that the sandbox can see: an empty read-only tmpfs over a folder, an
+    empty file over a file (made read-only with the other mounts). Returns the file masks."""
+    files = [str(p) for p in hidden if os.path.lexists(p) and not os.path.isdir(p)]
+    for path in (str(p) for p in hidden if os.path.isdir(p)):
+        try:
+            _mount(libc, "tmpfs", path, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=555")
+        except OSError as exc:
+            raise SetupError(f"cannot hide {path} from the solution: {exc}") from exc
+    if not files:
+        return []
+    # The empty file lives on a tmpfs of its own, detached once bound, so nothing can write to it.
+    staging = "/tmp/.gome-mask"
+    try:
+        os.mkdir(staging)
+        _mount(libc, "tmpfs", staging, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=700")
+        empty = os.path.join(staging, "empty")
+        os.close(os.open(empty, os.O_CREAT | os.O_WRONLY, 0o444))
+        for path in files:
+            _mount(libc, empty, path, None, _MS_BIND)
+        if libc.umount2(staging.encode(), _MNT_DETACH) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        os.rmdir(staging)
+    except OSError as exc:
+        raise SetupError(f"cannot hide {', '.join(files)} from the solution: {exc}") from exc
+    return files
 
 
 def _loopback_up() -> None:

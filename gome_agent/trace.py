@@ -205,6 +205,8 @@ class Trace:
 
     # The loop -----------------------------------------------------------------
     def run(self) -> None:
+        if self.state.steps:
+            self._reconcile()
         while self.can_step():
             self.step()
             if self._consecutive_outages and self.can_step():
@@ -255,6 +257,8 @@ class Trace:
         record.cost_usd = round(meter.cost_usd, 6)
         self.state.steps.append(record)
         self.events.write(record)
+        if record.accepted:
+            self._publish(record)
         log.info(
             "trace %d step %d [%s] %s: %s (score %s, best %s)",
             self.index, record.step, record.kind, record.status, record.hypothesis[:80],
@@ -442,6 +446,8 @@ class Trace:
             attempt_dir.mkdir(parents=True, exist_ok=True)
             (attempt_dir / "main.py").write_text(code, encoding="utf-8")
             outcome = self._run_once(code, attempt_dir)
+            # The solution may have replaced or removed its own main.py; the step's code is what was proposed.
+            (attempt_dir / "main.py").write_text(code, encoding="utf-8")
             if outcome is None:
                 message = "not run: the time budget is spent"
                 break
@@ -565,11 +571,35 @@ class Trace:
         self.state.best_code = ev.code
         self.state.best_runtime_s = ev.result.duration_s
         self.state.best_stdout_tail = ev.result.stdout_tail
+
+    def _publish(self, record: StepRecord) -> None:
+        """Share an accepted step in the success memory and put it in place if it is the run's best.
+
+        Called once the step is recorded: a kill before that leaves nothing to undo (the step is
+        redone), and a kill after it is repaired by `_reconcile` when the trace restarts.
+        """
+        assert record.score is not None and record.code_dir is not None
         self.memory.record(
             trace=self.index, step=record.step, hypothesis=record.hypothesis,
             component=record.component or "workflow",
             problem=record.limiting_problem or "first working solution",
-            score=score, gain=gain,
+            score=record.score, gain=record.gain,
         )
-        if self.keeper.offer(score=score, trace=self.index, step=record.step, attempt_dir=ev.attempt_dir):
-            self.events.write(BestUpdated(trace=self.index, step=record.step, score=score, source="step"))
+        self._offer(record)
+
+    def _offer(self, record: StepRecord) -> None:
+        assert record.score is not None and record.code_dir is not None
+        if self.keeper.offer(score=record.score, trace=self.index, step=record.step,
+                             attempt_dir=self.cfg.workdir / record.code_dir):
+            self.events.write(BestUpdated(trace=self.index, step=record.step, score=record.score, source="step"))
+
+    def _reconcile(self) -> None:
+        """On a restart: publish what a kill cut off between an accepted step's record and its publication."""
+        shared = {e.step for e in self.memory.entries() if e.trace == self.index}
+        for record in self.state.steps:
+            if record.accepted and record.step not in shared:
+                self._publish(record)
+        # Only the last step can have been cut off before its offer; the final selection's choice stands.
+        last, current = self.state.steps[-1], self.keeper.current()
+        if last is self.state.best and (current is None or current.source != "final_selection"):
+            self._offer(last)  # a no-op unless it beats the best in place

@@ -65,6 +65,7 @@ def make_executor(config: RunConfig) -> Executor:
         data_dir=config.data_dir.resolve(), cache_dir=(config.workdir / "cache").resolve(),
         python=config.execution.python or sys.executable, sandbox=config.execution.sandbox,
         network=config.execution.network, max_log_bytes=int(config.execution.max_log_mb * 1e6),
+        hidden=config.execution.hidden_paths,
     )
 
 

@@ -1,37 +1,31 @@
-"""Multi-trace runs: diversification, shared momentum, stages, ablations, crash restart, resume, stop."""
+"""Multi-trace runs: diversification, shared momentum, stages, ablations, the budget ending mid-step.
+
+Crash restart, resume and stop are fault tests: tests/faults/test_process.py.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import psutil
 import pytest
 
 from gome_agent import runinfo
 from gome_agent.bench.competitions import build_breast_cancer
 from gome_agent.bench.scripted import ScriptedPolicy
-from gome_agent.budget import Budget
-from gome_agent.config import RunConfig
+from gome_agent.config import RunConfig, build_config
 from gome_agent.llm.client import LLMClient
 from gome_agent.llm.config import LLMConfig
 from gome_agent.llm.providers import build_provider
 from gome_agent.llm.types import Message
 from gome_agent.momentum import SuccessMemory
-from gome_agent.records import DraftApproach, EventLog, RunFinished, TraceExited
+from gome_agent.records import DraftApproach, EventLog
 from gome_agent.runner import run
 from gome_agent.sample import find_sample_submission, load_sample_submission
 from gome_agent.submission import check_submission
 from gome_agent.worker import build_trace
 from tests.fake_llm import FakeRequest
 from tests.scripted_agent import ANALYSIS
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +60,7 @@ def config_for(tmp_path, data, fake, **overrides) -> RunConfig:
         "optimizer": {"max_steps": 3, "max_debug": 0, "diversify_wait_s": 20},
         "execution": {"max_run_minutes": 1, "min_run_seconds": 1},
     }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(values.get(key), dict):
-            values[key] = {**values[key], **value}
-        else:
-            values[key] = value
-    return RunConfig.model_validate(values)
+    return build_config(values, overrides)
 
 
 def in_process(config: RunConfig):
@@ -143,96 +132,6 @@ def test_direct_ablation_skips_the_diagnosis(tmp_path, competition, fake_llm):
     assert not recorder.prompts_with("## Your job: diagnose")
     assert len(recorder.prompts_with("with one change to this code")) == 2
     assert [s.kind for s in EventLog(config.workdir / "events.jsonl").steps()] == ["draft", "improve", "improve"]
-
-
-def _gome(args: list[str]) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test-not-a-real-key-123456"}
-    return subprocess.Popen([sys.executable, "-m", "gome_agent", *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def _cli_args(config: RunConfig) -> list[str]:
-    cfg = config.workdir.parent / "gome.json"
-    record = config.to_record()
-    record.pop("data_dir"), record.pop("workdir")
-    cfg.write_text(json.dumps(record))
-    return ["run", "--data-dir", str(config.data_dir), "--workdir", str(config.workdir), "--config", str(cfg)]
-
-
-def _wait_for(predicate, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
-
-
-def _workers(coordinator: int) -> list[psutil.Process]:
-    try:
-        return [p for p in psutil.Process(coordinator).children() if "gome_agent.worker" in " ".join(p.cmdline())]
-    except psutil.Error:
-        return []
-
-
-def test_crashed_trace_process_is_restarted_and_resumes(tmp_path, competition, fake_llm):
-    fake_llm.set_responder(Recorder(delay_s=0.3))
-    config = config_for(tmp_path, competition, fake_llm, traces=2, optimizer={"max_steps": 4})
-    proc = _gome(_cli_args(config))
-    events = EventLog(config.workdir / "events.jsonl")
-    _wait_for(lambda: len(events.steps(1)) >= 1)
-    [victim] = [p for p in _workers(proc.pid) if p.cmdline()[-3] == "1"]
-    victim.send_signal(signal.SIGKILL)
-    out, _ = proc.communicate(timeout=240)
-    assert proc.returncode == 0, out
-    exits = [e for e in events.read() if isinstance(e, TraceExited) and e.trace == 1]
-    assert exits[0].restarted and exits[0].exit_code == -9
-    steps1 = [s.step for s in events.steps(1)]
-    assert steps1 == [1, 2, 3, 4]  # no finished step was repeated, none skipped
-    entries = SuccessMemory(config.workdir / "memory").entries()
-    assert len(entries) == sum(s.accepted for s in events.steps())
-
-
-def test_killed_coordinator_is_resumed_with_the_budget_left(tmp_path, competition, fake_llm):
-    fake_llm.set_responder(Recorder(delay_s=0.3))
-    config = config_for(tmp_path, competition, fake_llm, traces=2, optimizer={"max_steps": 4})
-    proc = _gome(_cli_args(config))
-    events = EventLog(config.workdir / "events.jsonl")
-    _wait_for(lambda: len(events.steps()) >= 3)
-    workers = _workers(proc.pid)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    # The traces die with their coordinator, and so do their solutions.
-    _wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers), 20)
-    done_before = {(s.trace, s.step) for s in events.steps()}
-    time.sleep(1.0)
-    resumed = _gome(["run", "--resume", str(config.workdir)])
-    out, _ = resumed.communicate(timeout=240)
-    assert resumed.returncode == 0, out
-    steps = events.steps()
-    assert sorted((s.trace, s.step) for s in steps) == [(t, i) for t in range(2) for i in range(1, 5)]
-    assert done_before <= {(s.trace, s.step) for s in steps}
-    info = runinfo.load(config.workdir)
-    assert info.sessions == 2 and info.spent_before_s > 0
-    finished = [e for e in events.read() if isinstance(e, RunFinished)]
-    assert finished[-1].steps == 8
-
-
-def test_sigterm_stops_every_trace_and_leaves_the_best(tmp_path, competition, fake_llm):
-    fake_llm.set_responder(Recorder(delay_s=0.2))
-    config = config_for(tmp_path, competition, fake_llm, traces=2, optimizer={"max_steps": 50})
-    proc = _gome(_cli_args(config))
-    events = EventLog(config.workdir / "events.jsonl")
-    _wait_for(lambda: sum(s.accepted for s in events.steps()) >= 2)
-    workers = _workers(proc.pid)
-    assert len(workers) == 2
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
-    assert "stopped by signal SIGTERM" in out
-    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers)
-    sample = load_sample_submission(find_sample_submission(competition))
-    assert check_submission(config.workdir / "submission" / "submission.csv", sample) == []
-    assert [e for e in events.read() if isinstance(e, RunFinished)][-1].reason == "stopped by signal SIGTERM"
 
 
 def test_budget_ending_mid_step_still_ends_on_time_with_the_best(tmp_path, competition, fake_llm):

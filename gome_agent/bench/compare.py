@@ -120,10 +120,12 @@ def compare(
                 if key in done:
                     continue
                 workdir = out / "runs" / competition_id / strategy / f"seed{seed}"
+                execution = dict((base or {}).get("execution", {}))
+                execution["hidden_paths"] = [*execution.get("hidden_paths", []), *competition.hidden_from_solutions()]
                 values = {
                     **(base or {}),
                     "data_dir": competition.public_dir, "workdir": workdir, "time_limit_s": time_limit_s,
-                    "strategy": strategy, "seed": seed, "llm": llm,
+                    "strategy": strategy, "seed": seed, "llm": llm, "execution": execution,
                 }
                 log.info("benchmark run: %s, %s, seed %d", competition_id, strategy, seed)
                 summary = run(RunConfig.model_validate(values))

@@ -165,6 +165,10 @@ class Competition:
     def leaderboard_files(self) -> list[Path]:
         return [self.leaderboard_path, self.leaderboard_meta_path]
 
+    def hidden_from_solutions(self) -> list[Path]:
+        """What a solution must never read: the private answers and the leaderboard (see execution.hidden_paths)."""
+        return [self.private_dir, *self.leaderboard_files()]
+
 
 # ---------------------------------------------------------------------------------------------
 # Loaders: each returns every example with its target; nothing is fetched from the network.
