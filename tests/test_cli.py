@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gome_agent.bench.competitions import build_breast_cancer
-from gome_agent.cli import main
+from gome_agent.cli import build_parser, main
 from gome_agent.prompting import DEFAULT_DIR
 from tests.scripted_agent import ALL_FEATURES, DRAFT, Script, analysis_reply, edit, full, gradient
 
@@ -38,6 +39,24 @@ def test_help_lists_the_commands():
     run_help = gome("run", "--help").stdout
     for flag in ("--data-dir", "--workdir", "--time-limit", "--model", "--provider", "--base-url", "--prompts-dir", "--config"):
         assert flag in run_help
+
+
+def _subparsers(parser: argparse.ArgumentParser, path: str = "gome"):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _subparsers(child, f"{path} {name}")
+
+
+def test_every_option_of_every_command_is_explained():
+    missing = [
+        f"{path} {action.dest}"
+        for path, parser in _subparsers(build_parser())
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction) and not action.help
+    ]
+    assert missing == []
 
 
 def test_run_end_to_end_through_the_cli(tmp_path, competition, fake_llm):
