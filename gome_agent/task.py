@@ -18,7 +18,7 @@ import math
 import os
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,13 +118,25 @@ class CompetitionScan(BaseModel):
         more = _more_line(len(shorts) - shown) if shown < len(shorts) else ""
         room = budget - (len(more) + 1 if more else 0)
         chosen = shorts[:shown]
+        only_here = self._columns_only_here()
         for i in sorted(range(shown), key=lambda i: (_DETAIL_RANK[self.files[i].kind], i)):
-            full = _full_block(self.files[i])
+            full = _full_block(self.files[i], only_here.get(self.files[i].path, []))
             if used + len(full) - len(chosen[i]) <= room:
                 used += len(full) - len(chosen[i])
                 chosen[i] = full
         lines = [header, *chosen, *([more] if more else []), *([tail] if tail else [])]
         return "\n".join(lines)[:max_chars]
+
+
+    def _columns_only_here(self) -> dict[str, list[str]]:
+        """Per table, its columns that no other table has (the sample submission aside): in a
+        training table these are the targets, which a cut column list must still name."""
+        sample_rel = _relative(self.sample_path, self.data_dir)
+        tables = [f for f in self.files if f.columns and f.path != sample_rel]
+        if len(tables) < 2:
+            return {}
+        seen = Counter(c for f in tables for c in set(f.columns or []))
+        return {f.path: [c for c in f.columns or [] if seen[c] == 1] for f in tables}
 
 
 def _more_line(count: int) -> str:
@@ -744,10 +756,10 @@ def _short_line(info: FileInfo) -> str:
     return line
 
 
-def _full_block(info: FileInfo) -> str:
+def _full_block(info: FileInfo, only_here: list[str] | None = None) -> str:
     lines = [_short_line(info)]
     if info.columns:
-        lines.append("  columns: " + _columns_text(info))
+        lines.append("  columns: " + _columns_text(info, only_here=only_here or []))
     if info.preview:
         label = "first rows" if info.columns else "first lines"
         lines.append(f"  {label}:")
@@ -755,15 +767,25 @@ def _full_block(info: FileInfo) -> str:
     return "\n".join(lines)
 
 
-def _columns_text(info: FileInfo, shown: int = 30) -> str:
+def _columns_text(info: FileInfo, shown: int = 30, only_here: Sequence[str] = (), named: int = 10) -> str:
+    """The first `shown` columns with their types; of the rest, a count by type, and by name
+    those in `only_here` (columns no other table has, such as the target)."""
     columns = info.columns or []
     dtypes = info.dtypes or {}
-    text = ", ".join(f"{_cut(c, CELL_CHARS)} ({dtypes[c]})" if c in dtypes else _cut(c, CELL_CHARS)
-                     for c in columns[:shown])
+
+    def label(column: str) -> str:
+        return f"{_cut(column, CELL_CHARS)} ({dtypes[column]})" if column in dtypes else _cut(column, CELL_CHARS)
+
+    text = ", ".join(label(c) for c in columns[:shown])
     if len(columns) > shown:
         rest = Counter(dtypes.get(c, "?") for c in columns[shown:])
         kinds = ", ".join(f"{n} {t}" for t, n in rest.most_common())
         text += f", ... and {len(columns) - shown} more ({kinds})"
+        distinct = [c for c in columns[shown:] if c in set(only_here)]
+        if distinct:
+            names = ", ".join(label(c) for c in distinct[:named])
+            extra = f" and {len(distinct) - named} more" if len(distinct) > named else ""
+            text += f"; among them {names}{extra}, which no other table has"
     return text
 
 

@@ -5,6 +5,7 @@ import math
 import os
 import time
 import zipfile
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -150,6 +151,21 @@ def test_wide_table_preview_is_cut_to_a_few_columns(tmp_path):
     assert "first 20 of 191 columns" in train.note
     text = scan_competition(public).files_text()
     assert "more (" in text and len(text) <= 6000
+
+
+def test_a_cut_column_list_still_names_the_columns_only_the_training_table_has(tmp_path):
+    public = tmp_path / "wide"
+    public.mkdir()
+    (public / "description.md").write_text("Wide.")
+    features = [f"f{i}" for i in range(40)]
+    write_csv(public / "sample_submission.csv", ["id", "label"], [[i, 0] for i in range(3)])
+    write_csv(public / "train.csv", ["id", *features, "label"], [[i, *[0.5] * 40, 1] for i in range(5)])
+    write_csv(public / "test.csv", ["id", *features], [[i, *[0.5] * 40] for i in range(3)])
+    lines = {line.split(" (")[0].strip("- "): next_line
+             for line, next_line in pairwise(scan_competition(public).files_text().splitlines())}
+    assert lines["train.csv"].endswith("... and 12 more (11 float64, 1 int64); among them label (int64), "
+                                       "which no other table has")
+    assert "among them" not in lines["test.csv"] and lines["test.csv"].endswith("... and 11 more (11 float64)")
 
 
 def test_a_broken_extra_csv_is_noted_not_fatal(competition):
