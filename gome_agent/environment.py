@@ -56,7 +56,12 @@ class Environment:
             gpu = "no GPU"
         python = self.packages.get("python", "?")
         pkgs = ", ".join(f"{k} {v}" for k, v in self.packages.items() if k != "python")
-        return f"{self.cpus} CPU cores, {gib:.0f} GiB RAM, {gpu}. Python {python} with {pkgs or 'no ML packages found'}."
+        text = f"{self.cpus} CPU cores, {gib:.0f} GiB RAM, {gpu}. Python {python} with {pkgs or 'no ML packages found'}."
+        # Naming what is absent stops models from reaching for the usual deep-learning stack.
+        absent = [name for name in PACKAGES if name not in self.packages]
+        if pkgs and absent:
+            text += f" Not installed (do not import): {', '.join(absent)}."
+        return text
 
 
 def detect_gpus() -> list[Gpu]:
