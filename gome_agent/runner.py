@@ -58,7 +58,7 @@ from gome_agent.records import (
 )
 from gome_agent.sample import SampleSubmission, find_sample_submission, load_sample_submission
 from gome_agent.selection import FinalSelector
-from gome_agent.task import Task, analyze_task, scan_competition
+from gome_agent.task import Task, analyze_task, competition_id_of, scan_competition
 from gome_agent.worker import FATAL_EXIT, build_trace, load_config, load_task, make_executor, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ class Run:
             log.error("could not refresh the heartbeat in %s: %s", runinfo.path_of(self.workdir), exc)
 
     def _competition_id(self) -> str:
-        return os.environ.get("COMPETITION_ID") or self.cfg.data_dir.resolve().name
+        return os.environ.get("COMPETITION_ID") or competition_id_of(self.cfg.data_dir)
 
     def _usage(self, llm: LLMClient) -> dict[str, object]:
         """LLM totals of the whole run, from the call log (the traces' own processes wrote most of it)."""

@@ -243,7 +243,7 @@ def scan_competition(
     files, unlisted = _list_files(data_dir, sample_path, max(1, max_entries))
     scan = CompetitionScan(
         data_dir=data_dir,
-        competition_id=competition_id or _competition_id(data_dir),
+        competition_id=competition_id or competition_id_of(data_dir),
         description=description,
         sample_path=sample_path,
         files=files,
@@ -253,7 +253,9 @@ def scan_competition(
     return scan
 
 
-def _competition_id(data_dir: Path) -> str:
+def competition_id_of(data_dir: Path) -> str:
+    """The competition's name from its folder: MLE-bench's `<id>/prepared/public` and the offline
+    benchmark's `<id>/public` are named by `<id>`, any other folder by itself."""
     parts = data_dir.resolve().parts
     if len(parts) >= 3 and parts[-2:] == ("prepared", "public"):
         return parts[-3]

@@ -19,7 +19,7 @@ from gome_agent.llm.config import LLMConfig
 from gome_agent.llm.providers import build_provider
 from gome_agent.llm.types import Message
 from gome_agent.momentum import SuccessMemory
-from gome_agent.records import DraftApproach, EventLog
+from gome_agent.records import DraftApproach, EventLog, RunStarted
 from gome_agent.runner import run
 from gome_agent.sample import find_sample_submission, load_sample_submission
 from gome_agent.submission import check_submission
@@ -75,6 +75,9 @@ def test_three_traces_diversify_and_share_momentum(tmp_path, competition, fake_l
     summary = in_process(config)
     events = EventLog(config.workdir / "events.jsonl")
     steps = events.steps()
+    # The benchmark layout <id>/public is named by <id>.
+    started = next(e for e in events.read() if isinstance(e, RunStarted))
+    assert started.competition_id == competition.parent.name != "public"
     assert {s.trace for s in steps} == {0, 1, 2}
     assert all(len(events.steps(i)) == 4 for i in range(3))
     # Diversification: trace 2's first draft sees the approaches of traces 0 and 1.
