@@ -17,6 +17,7 @@ second `prepare_local_llm` on the same machine only re-verifies them.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import http.client
 import logging
@@ -68,6 +69,7 @@ CMAKE_FLAGS = (
 )
 
 _CHUNK = 1024 * 1024
+_PR_SET_PDEATHSIG = 1
 _PIP_TIMEOUT_S = 1800.0
 _BUILD_TIMEOUT_S = 3600.0
 _PROGRESS_EVERY_S = 30.0
@@ -586,7 +588,7 @@ def start_server(
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=scrubbed_env(), start_new_session=True,
+            env=scrubbed_env(), start_new_session=True, preexec_fn=_die_with_parent,
         )
     server = LocalServer(process, port, alias, log_path)
     log.info("llama-server: starting on port %d with %s (log %s)", port, model_path.name, log_path)
@@ -625,6 +627,12 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((_HOST, 0))
         return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # In the server's process before exec: when gome dies, even by SIGKILL or an unhandled
+    # SIGTERM that skips `stop`, the kernel stops the server rather than leaving it serving.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:

@@ -7,12 +7,15 @@ serve run only in the real-LLM tier (`scripts/real_llm_tier.sh`, `pytest -m real
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
+import subprocess
 import sys
 import time
 import urllib.request
@@ -410,6 +413,31 @@ def test_server_starts_healthy_on_loopback_and_stops_its_process_group(tmp_path:
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     server.stop()  # stopping twice is harmless
+
+
+def test_server_dies_with_a_gome_that_is_killed_without_stopping_it(tmp_path: Path) -> None:
+    binary, model = _fake_server(tmp_path, "ok")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from gome_agent.localllm import start_server; "
+         "start_server(Path(sys.argv[1]), Path(sys.argv[2]), log_path=Path(sys.argv[3])); "
+         "print('ready', flush=True); time.sleep(600)",
+         str(binary), str(model), str(tmp_path / "s.log")],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        server_pid = int((tmp_path / "server.pid").read_text())
+        assert not _gone(server_pid)
+        holder.kill()
+        holder.wait(10)
+        assert _wait_for(lambda: _gone(server_pid), timeout_s=10)
+    finally:
+        holder.kill()
+        child = tmp_path / "child.pid"
+        if child.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child.read_text()), signal.SIGKILL)
 
 
 def test_server_that_exits_early_is_reported_with_its_log(tmp_path: Path) -> None:
