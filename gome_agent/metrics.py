@@ -213,3 +213,17 @@ def mentioned_metrics(text: str, limit: int = 4) -> list[str]:
             counts[canonical] = counts.get(canonical, 0) + hits * len(alias.split())
     ranked = sorted(counts, key=lambda c: -counts[c])[:limit]
     return [f"{c} ({'higher' if _DIRECTION[c] else 'lower'} is better)" for c in ranked]
+
+
+_STATED = {
+    True: re.compile(r"\b(?:higher|larger|greater|bigger)\b[\w\s,()-]{0,30}?\b(?:is|are)\s+better\b"),
+    False: re.compile(r"\b(?:lower|smaller)\b[\w\s,()-]{0,30}?\b(?:is|are)\s+better\b"),
+}
+
+
+def stated_direction(text: str) -> bool | None:
+    """The direction a description states in so many words ("higher is better", "lower scores are
+    better"): True or False when it states exactly one, None when it states none or both."""
+    plain = text.lower().replace("*", "").replace("_", " ")
+    found = {higher for higher, pattern in _STATED.items() if pattern.search(plain)}
+    return found.pop() if len(found) == 1 else None

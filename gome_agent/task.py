@@ -13,6 +13,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import logging
 import lzma
 import math
 import os
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraint
 
 from gome_agent.errors import TaskError
 from gome_agent.llm.types import Message
-from gome_agent.metrics import known_direction, mentioned_metrics
+from gome_agent.metrics import known_direction, mentioned_metrics, stated_direction
 from gome_agent.sample import SampleSubmission, find_sample_submission, load_sample_submission, read_csv_checked
 
 FileKind = Literal["table", "json", "text", "image", "audio", "archive", "directory", "other"]
@@ -43,6 +44,8 @@ PREVIEW_COLUMNS = 20
 CELL_CHARS = 60
 TEXT_LINE_CHARS = 120
 JSON_PARSE_BYTES = 32 * 2**20  # parsed JSON takes several times its size in memory
+log = logging.getLogger(__name__)
+
 _CHUNK = 2**20
 # Row counting reads at most this much (uncompressed) before estimating; slow codecs get less.
 _COUNT_LIMIT = {"": 2 * 2**30, "zip": 512 * 2**20, "gzip": 512 * 2**20, "bz2": 128 * 2**20, "xz": 128 * 2**20}
@@ -809,7 +812,8 @@ def check_analysis(
             "section must say how submissions are scored"
         )
     id_column, targets = _check_columns(analysis, scan, sample)
-    direction, source = _decide_direction(metric, analysis.higher_is_better, higher_is_better)
+    direction, source = _decide_direction(metric, analysis.higher_is_better, higher_is_better,
+                                          written=stated_direction(scan.description))
     return Task(
         competition_id=scan.competition_id,
         data_dir=scan.data_dir,
@@ -872,12 +876,19 @@ def _test_input_columns(scan: CompetitionScan) -> set[str]:
 
 
 def _decide_direction(
-    metric: str, stated: bool | None, user: bool | None
+    metric: str, stated: bool | None, user: bool | None, *, written: bool | None = None
 ) -> tuple[bool, Literal["description", "known_metric", "user"]]:
+    """`stated`: the analysis's reading of the description; `written`: the direction the
+    description spells out ("higher is better"), found without the model."""
     if user is not None:
         return user, "user"
     known = known_direction(metric)
     if known is not None and stated is not None and known != stated:
+        if written == known:
+            # The description's own words and the metric agree; the model misread the page.
+            log.warning("the task analysis says %s for %r, but the description says %s in so many words "
+                        "and the metric agrees: using %s", _word(stated), metric, _word(known), _word(known))
+            return known, "description"
         raise TaskError(
             f"the task analysis says {_word(stated)} for metric {metric!r}, but {metric!r} is a known metric "
             f"where {_word(known)}; if the description really says otherwise, pass --higher-is-better or "

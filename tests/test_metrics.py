@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gome_agent.metrics import known_direction, normalize_metric_name, mentioned_metrics
+from gome_agent.metrics import known_direction, mentioned_metrics, normalize_metric_name, stated_direction
 from tests.shared import shared
 
 COMPETITIONS = shared("mlebench", "competitions")
@@ -177,3 +177,16 @@ def test_mentioned_metrics_finds_the_evaluation_metric(text, first):
 
 def test_mentioned_metrics_ignores_generic_words():
     assert mentioned_metrics("Improve the precision of the map and recall the data.") == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Submissions are scored by AUC. **Higher is better.**", True),
+    ("RMSE: lower values are better.", False),
+    ("A larger score is better", True),
+    ("Smaller is better; 0 is perfect.", False),
+    ("Submissions are evaluated on log loss.", None),
+    ("Higher is better for accuracy, lower is better for the loss.", None),
+    ("higher_is_better: true", True),
+])
+def test_stated_direction_reads_only_plain_statements(text, expected):
+    assert stated_direction(text) is expected

@@ -395,6 +395,23 @@ def test_a_direction_contradicting_a_known_metric_is_an_error(competition):
     assert "--higher-is-better" in message and "--lower-is-better" in message
 
 
+def test_a_misread_direction_is_corrected_when_the_page_says_it_and_the_metric_agrees(tmp_path):
+    public = make_competition(tmp_path, "# Cancer\n## Evaluation\nScored by ROC AUC. **Higher is better.**\n")
+    task = check(scan_competition(public), analysis(metric_name="ROC AUC", higher_is_better=False))
+    assert task.higher_is_better is True and task.direction_source == "description"
+
+
+@pytest.mark.parametrize("description", [
+    "# Cancer\nScored by ROC AUC.\n",
+    "# Cancer\nScored by ROC AUC. Lower is better.\n",
+    "# Cancer\nScored by ROC AUC: higher is better for AUC, lower is better for the loss you train with.\n",
+])
+def test_a_misread_direction_is_an_error_unless_the_page_says_the_metric_direction_alone(tmp_path, description):
+    public = make_competition(tmp_path, description)
+    with pytest.raises(TaskError, match="known metric where higher is better"):
+        check(scan_competition(public), analysis(metric_name="ROC AUC", higher_is_better=False))
+
+
 @pytest.mark.parametrize("user", [True, False])
 def test_the_user_direction_wins(competition, user):
     task = check(scan_competition(competition), analysis(metric_name="RMSE", higher_is_better=True),
