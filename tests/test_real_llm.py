@@ -8,15 +8,19 @@ its records, and ends with a valid submission that the benchmark grades.
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+from rich.console import Console
 
 from gome_agent.bench.grading import grade_csv
 from gome_agent.bench.prepare import load_competition, prepare
 from gome_agent.config import RunConfig
 from gome_agent.llm.config import LLMConfig
 from gome_agent.localllm import prepare_local_llm, start_server
+from gome_agent.progress import headline
+from gome_agent.progress import table as progress_table
 from gome_agent.records import EventLog, RunFinished
 from gome_agent.report import write_report
 from gome_agent.runner import run
@@ -51,9 +55,12 @@ def test_short_run_against_the_local_model_ends_graded(tmp_path, request):
     assert report.valid_submission and report.score is not None
     (tmp_path / "grading_report.json").write_text(json.dumps(report.to_dict()))
 
-    # Seeing the run: status, the HTML report, and the released-traces layout both ways.
+    # Seeing the run: progress, status, the HTML report, and the released-traces layout both ways.
     view = RunView.load(config.workdir)
     assert view.state == "finished" and "breast-cancer" in view.summary_text()
+    out = io.StringIO()
+    Console(file=out, width=160).print(progress_table(view))
+    assert "t0" in out.getvalue() and f"{len(calls)} LLM calls" in headline(view)
     html = write_report(config.workdir)
     assert html.is_file() and (html.parent / "trajectory.png").is_file()
     exported = export_traces(config.workdir, tmp_path / "traces.json")
