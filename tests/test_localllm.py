@@ -434,10 +434,10 @@ def test_server_dies_with_a_gome_that_is_killed_without_stopping_it(tmp_path: Pa
         assert _wait_for(lambda: _gone(server_pid), timeout_s=10)
     finally:
         holder.kill()
-        child = tmp_path / "child.pid"
-        if child.exists():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(child.read_text()), signal.SIGKILL)
+        for name in ("server.pid", "child.pid"):  # left alive only when the test fails
+            if (tmp_path / name).exists():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int((tmp_path / name).read_text()), signal.SIGKILL)
 
 
 def test_server_that_exits_early_is_reported_with_its_log(tmp_path: Path) -> None:
