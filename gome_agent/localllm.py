@@ -17,7 +17,6 @@ second `prepare_local_llm` on the same machine only re-verifies them.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import http.client
 import logging
@@ -44,6 +43,7 @@ from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
 from gome_agent.errors import ConfigError, GomeError
+from gome_agent.sandbox import die_with_parent
 from gome_agent.secrets import scrubbed_env
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,6 @@ CMAKE_FLAGS = (
 )
 
 _CHUNK = 1024 * 1024
-_PR_SET_PDEATHSIG = 1
 _PIP_TIMEOUT_S = 1800.0
 _BUILD_TIMEOUT_S = 3600.0
 _PROGRESS_EVERY_S = 30.0
@@ -588,7 +587,9 @@ def start_server(
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=scrubbed_env(), start_new_session=True, preexec_fn=_die_with_parent,
+            env=scrubbed_env(), start_new_session=True,
+            # Also when gome is killed without stopping it, the server does not go on serving.
+            preexec_fn=die_with_parent,
         )
     server = LocalServer(process, port, alias, log_path)
     log.info("llama-server: starting on port %d with %s (log %s)", port, model_path.name, log_path)
@@ -627,12 +628,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((_HOST, 0))
         return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # In the server's process before exec: when gome dies, even by SIGKILL or an unhandled
-    # SIGTERM that skips `stop`, the kernel stops the server rather than leaving it serving.
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:

@@ -138,6 +138,12 @@ def kill_descendants(root_pid: int, extra: list[psutil.Process] | None = None) -
 # Namespace setup ----------------------------------------------------------------
 
 
+def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
+    """Have the kernel send this process `sig` when the thread that started it exits (even by
+    SIGKILL), so that no helper outlives gome. Call it in the child (as a `preexec_fn`)."""
+    _libc().prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
 def _libc() -> ctypes.CDLL:
     # The C library already loaded into this process; ctypes.util.find_library would fork a
     # helper, and in namespace mode the first fork must be the solution's PID 1.

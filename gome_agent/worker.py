@@ -9,7 +9,6 @@ coordinator and stops cleanly on SIGTERM.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from gome_agent.prompting import Prompts
 from gome_agent.errors import LLMFatalError
 from gome_agent.records import EventLog, Note
 from gome_agent.sample import load_sample_submission
+from gome_agent.sandbox import die_with_parent
 from gome_agent.scheduler import FakeGpuSource, ResourceScheduler, default_source
 from gome_agent.task import Task
 from gome_agent.trace import Trace, TraceState
@@ -37,7 +37,6 @@ from gome_agent.tree import TreeSearch
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 FATAL_EXIT = 3  # the exit code that tells the coordinator not to restart this trace
 
 
@@ -103,8 +102,7 @@ def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
 
 def _die_with_parent(parent: int) -> None:
     # If the coordinator dies (even by SIGKILL), the kernel sends this trace SIGTERM.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    die_with_parent(signal.SIGTERM)
     if os.getppid() != parent:
         raise Stopped("the coordinator is already gone")
 
