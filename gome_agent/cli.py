@@ -12,6 +12,7 @@ from typing import Any
 from gome_agent import __version__
 from gome_agent.config import build_config, load_config_file, parse_duration
 from gome_agent.errors import ConfigError, GomeError
+from gome_agent.strategies import STRATEGIES
 
 log = logging.getLogger("gome")
 
@@ -75,7 +76,7 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gome_agent.runner import resume, run
+    from gome_agent.run.coordinator import resume, run
 
     if args.resume is not None:
         given = [f for f in ("data_dir", "workdir", "config", "model", "provider", "base_url", "traces") if getattr(args, f)]
@@ -98,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_prompts_check(args: argparse.Namespace) -> int:
-    from gome_agent.prompting import check_prompts
+    from gome_agent.strategies.prompts import check_prompts
 
     checked, problems = check_prompts(args.dir)
     for problem in problems:
@@ -110,7 +111,7 @@ def cmd_prompts_check(args: argparse.Namespace) -> int:
 
 
 def cmd_prompts_export(args: argparse.Namespace) -> int:
-    from gome_agent.prompting import DEFAULT_DIR
+    from gome_agent.strategies.prompts import DEFAULT_DIR
 
     args.dir.mkdir(parents=True, exist_ok=True)
     written = 0
@@ -171,28 +172,28 @@ def cmd_export_submissions(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from gome_agent.report import write_report
+    from gome_agent.views.report import write_report
 
     print(write_report(args.run, args.out))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from gome_agent.runview import RunView
+    from gome_agent.views.runview import RunView
 
     print(RunView.load(args.run).summary_text())
     return 0
 
 
 def cmd_export_traces(args: argparse.Namespace) -> int:
-    from gome_agent.traces_io import export_traces
+    from gome_agent.views.traces_io import export_traces
 
     print(export_traces(args.run, args.output))
     return 0
 
 
 def cmd_import_traces(args: argparse.Namespace) -> int:
-    from gome_agent.traces_io import import_traces
+    from gome_agent.views.traces_io import import_traces
 
     folders = import_traces(args.file, args.out)
     for folder in folders:
@@ -241,7 +242,7 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gome_agent.demo import demo
+    from gome_agent.bench.demo import demo
 
     result = demo(args.out, time_limit_s=parse_duration(args.time_limit), model=args.model)
     report = result.report
@@ -258,7 +259,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_llm_prepare(args: argparse.Namespace) -> int:
-    from gome_agent.localllm import prepare_local_llm
+    from gome_agent.llm.local import prepare_local_llm
 
     binary, weights = prepare_local_llm(args.model)
     print(f"llama-server: {binary}")
@@ -269,7 +270,7 @@ def cmd_llm_prepare(args: argparse.Namespace) -> int:
 def cmd_llm_serve(args: argparse.Namespace) -> int:
     import time
 
-    from gome_agent.localllm import prepare_local_llm, start_server
+    from gome_agent.llm.local import prepare_local_llm, start_server
 
     binary, weights = prepare_local_llm(args.model)
     with start_server(binary, weights, port=args.port, log_path=args.log) as server:
@@ -308,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_const", const=False,
                            help="override the metric direction read from the description")
     run.add_argument("--traces", type=int, help="traces run at once, sharing the success memory (default 3)")
-    run.add_argument("--strategy", choices=["gome", "tree"], help="gome (default), or the tree-search baseline")
+    run.add_argument("--strategy", choices=list(STRATEGIES), help="gome (default), or the tree-search baseline")
     run.add_argument("--max-steps", type=int, help="stop each trace after this many steps")
     run.add_argument("--no-momentum", action="store_true", help="ablation: no success memory (the paper's w/o momentum)")
     run.add_argument("--direct", action="store_true",
@@ -330,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     mle.add_argument("--base-url", help="API base URL (for openai-compatible servers)")
     mle.add_argument("--api", choices=["chat", "responses", "messages"], help="wire API (default by provider)")
     mle.add_argument("--traces", type=int, help="traces run at once (default 3)")
-    mle.add_argument("--strategy", choices=["gome", "tree"], help="gome (default), or the tree-search baseline")
+    mle.add_argument("--strategy", choices=list(STRATEGIES), help="gome (default), or the tree-search baseline")
     # MLE-bench renders every kwarg as `--key value`, so switches take an optional value.
     mle.add_argument("--no-momentum", nargs="?", const="true", help="ablation: no success memory")
     mle.add_argument("--direct", nargs="?", const="true", help="ablation: no structured diagnosis")

@@ -16,7 +16,7 @@ echo "real-LLM tier: preparing the local model in $GOME_CACHE"
 timeout "$PREPARE_TIMEOUT_S" python - <<'PY'
 import logging
 
-from gome_agent.localllm import prepare_local_llm
+from gome_agent.llm.local import prepare_local_llm
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 binary, gguf = prepare_local_llm()

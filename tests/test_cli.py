@@ -13,7 +13,7 @@ import pytest
 
 from gome_agent.bench.competitions import build_breast_cancer
 from gome_agent.cli import build_parser, main
-from gome_agent.prompting import DEFAULT_DIR
+from gome_agent.strategies.prompts import DEFAULT_DIR
 from tests.scripted_agent import ALL_FEATURES, DRAFT, Script, analysis_reply, edit, full, gradient
 
 ROOT = Path(__file__).resolve().parents[1]

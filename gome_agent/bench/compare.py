@@ -29,7 +29,7 @@ from gome_agent.bench.grading import CompetitionReport, grade_csv, read_leaderbo
 from gome_agent.bench.prepare import load_competition
 from gome_agent.config import RunConfig
 from gome_agent.llm.config import LLMConfig
-from gome_agent.runner import run
+from gome_agent.run.coordinator import run
 
 log = logging.getLogger(__name__)
 

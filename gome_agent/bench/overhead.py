@@ -24,9 +24,9 @@ from gome_agent.llm.client import LLMClient
 from gome_agent.llm.config import LLMConfig
 from gome_agent.llm.providers.scripted import ScriptedProvider
 from gome_agent.llm.types import Message
-from gome_agent.momentum import SuccessMemory
-from gome_agent.records import EventLog
-from gome_agent.runner import run
+from gome_agent.optimizer.momentum import SuccessMemory
+from gome_agent.records.events import EventLog
+from gome_agent.run.coordinator import run
 
 ANALYSIS = {
     "goal": "Predict the probability that a breast mass is malignant.",

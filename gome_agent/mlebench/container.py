@@ -24,7 +24,7 @@ from typing import Any
 
 from gome_agent.config import RunConfig, build_config, load_config_file, parse_duration
 from gome_agent.errors import ConfigError, GomeError, TaskError
-from gome_agent.sample import find_sample_submission, load_sample_submission
+from gome_agent.task.sample import find_sample_submission, load_sample_submission
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def main(args: Any) -> int:
         for message in finalize(paths, args.workdir or paths.agent / "run"):
             print(f"gome: {message}")
         return 0
-    from gome_agent.runner import run
+    from gome_agent.run.coordinator import run
 
     try:
         config, paths = container_config(args)

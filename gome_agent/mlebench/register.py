@@ -26,6 +26,7 @@ AGENT_NAME = "gome"
 # MLE-bench's secret reference: applied with re.match to top-level kwargs and env_vars values.
 SECRET = re.compile(r"\$\{\{\s*secrets\.(\w+)\s*\}\}")
 _SOURCE_FILES = ("pyproject.toml", "README.md")
+_SOURCE_DIRS = ("gome_agent", "prompts")
 _KWARGS_TYPES = ("argparse", "omegaconf")
 
 
@@ -149,8 +150,8 @@ def register(mlebench_root: Path, *, force: bool = False, source: Path | None = 
     context.mkdir()
     for name in _SOURCE_FILES:
         shutil.copyfile(source / name, context / name)
-    shutil.copytree(source / "gome_agent", context / "gome_agent",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for package in _SOURCE_DIRS:
+        shutil.copytree(source / package, context / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     obfuscated = target / "obfuscated"
     obfuscated.mkdir()
     count = 0

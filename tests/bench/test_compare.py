@@ -10,7 +10,7 @@ from gome_agent.bench.compare import RunResult, compare, normalized, score_range
 from gome_agent.bench.grading import CompetitionReport
 from gome_agent.bench.prepare import load_competition, prepare
 from gome_agent.llm.config import LLMConfig
-from tests.test_runner import Recorder
+from tests.run.test_coordinator import Recorder
 
 
 def _report(score, valid=True, above=False, medal=False):

@@ -19,8 +19,8 @@ from gome_agent.bench.competitions import (
 )
 from gome_agent.bench.prepare import load_competition, missing_files, prepare
 from gome_agent.errors import ConfigError, TaskError
-from gome_agent.sample import find_sample_submission, load_sample_submission
-from gome_agent.submission import check_submission
+from gome_agent.task.sample import find_sample_submission, load_sample_submission
+from gome_agent.task.submission import check_submission
 
 IDS = list(COMPETITIONS)
 

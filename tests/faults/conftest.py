@@ -36,17 +36,17 @@ import pytest
 from gome_agent import secrets as secrets_module
 from gome_agent.bench.competitions import build_breast_cancer
 from gome_agent.bench.scripted import ScriptedPolicy, template_of
-from gome_agent.best import BestInfo
+from gome_agent.records.best import BestInfo
 from gome_agent.config import RunConfig, build_config
 from gome_agent.llm.client import LLMClient
 from gome_agent.llm.providers import build_provider
 from gome_agent.llm.types import Message
-from gome_agent.momentum import MemoryEntry
-from gome_agent.records import EventLog, RunFinished, StepRecord
-from gome_agent.runner import RunSummary, run
-from gome_agent.sample import SampleSubmission, find_sample_submission, load_sample_submission
+from gome_agent.optimizer.momentum import MemoryEntry
+from gome_agent.records.events import EventLog, RunFinished, StepRecord
+from gome_agent.run.coordinator import RunSummary, run
+from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission
 from gome_agent.secrets import is_secret_name
-from gome_agent.submission import check_submission
+from gome_agent.task.submission import check_submission
 from tests.fake_llm import FakeLLMServer, FakeRequest, Reply
 from tests.scripted_agent import ANALYSIS
 
@@ -269,7 +269,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "
 
 def workers(coordinator: int) -> list[psutil.Process]:
     try:
-        return [p for p in psutil.Process(coordinator).children() if "gome_agent.worker" in " ".join(p.cmdline())]
+        return [p for p in psutil.Process(coordinator).children() if "gome_agent.run.worker" in " ".join(p.cmdline())]
     except psutil.Error:
         return []
 

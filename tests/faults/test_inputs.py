@@ -8,8 +8,8 @@ import re
 import pytest
 
 from gome_agent.errors import TaskError
-from gome_agent.records import EventLog, FallbackWritten
-from gome_agent.sample import load_sample_submission
+from gome_agent.records.events import EventLog, FallbackWritten
+from gome_agent.task.sample import load_sample_submission
 from tests.faults.conftest import Model, World, check_run, fault_config, run_in_process, solution
 
 pytestmark = pytest.mark.faults

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from gome_agent import jsonl
-from gome_agent.records import EventLog, Note
+from gome_agent.records.events import EventLog, Note
 from tests.fake_llm import FakeRequest, Reply
 from tests.faults.conftest import Model, World, check_run, cli_args, fault_config, gome, run_in_process
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gome_agent.momentum import MemoryEntry, SuccessMemory
+from gome_agent.optimizer.momentum import MemoryEntry, SuccessMemory
 
 pytestmark = pytest.mark.faults
 

@@ -16,13 +16,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from gome_agent import demo as demo_module
+from gome_agent.bench import demo as demo_module
 from gome_agent.bench import compare as compare_module
 from gome_agent.bench.competitions import build_competition, get_spec
 from gome_agent.errors import ExecutorError
-from gome_agent.executor import Executor, namespaces_available
+from gome_agent.execution.executor import Executor, namespaces_available
 from gome_agent.llm.config import LLMConfig
-from gome_agent.runner import RunSummary
+from gome_agent.run.coordinator import RunSummary
 from tests.fake_llm import FakeRequest
 from tests.faults.conftest import Model, World, attempt, check_run, fault_config, full, run_in_process, solution
 

@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from gome_agent import jsonl
-from gome_agent.records import EventLog, TraceExited
+from gome_agent.records.events import EventLog, TraceExited
 from tests.fake_llm import FakeRequest, Reply
 from tests.faults.conftest import Model, check_run, cli_args, fault_config, full, gome, solution, workers
 

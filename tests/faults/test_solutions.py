@@ -9,7 +9,7 @@ import time
 import pytest
 
 from gome_agent import jsonl
-from gome_agent.scheduler import FakeGpuSource, ResourceScheduler
+from gome_agent.execution.scheduler import FakeGpuSource, ResourceScheduler
 from tests.faults.conftest import Model, attempt, check_run, fault_config, full, run_in_process, solution
 
 pytestmark = pytest.mark.faults

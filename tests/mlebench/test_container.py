@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from gome_agent.bench.competitions import build_breast_cancer
-from gome_agent.records import EventLog
-from gome_agent.sample import find_sample_submission, load_sample_submission
-from gome_agent.submission import check_submission
+from gome_agent.records.events import EventLog
+from gome_agent.task.sample import find_sample_submission, load_sample_submission
+from gome_agent.task.submission import check_submission
 from tests.fake_llm import FakeRequest
 from tests.mlebench_standin import GradingStandIn
-from tests.test_runner import Recorder
+from tests.run.test_coordinator import Recorder
 from tests.shared import needs_shared, shared
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -63,7 +63,7 @@ def test_register_installs_a_loadable_agent(mlebench_checkout, capsys):
     out = capsys.readouterr().out
     target = mlebench_checkout / "agents" / "gome"
     for name in ("config.yaml", "Dockerfile", "start.sh", "gome-agent/pyproject.toml", "gome-agent/gome_agent/cli.py",
-                 "gome-agent/gome_agent/prompts/gradient.j2", "obfuscated/spooky-author-identification.md"):
+                 "gome-agent/prompts/gradient.j2", "obfuscated/spooky-author-identification.md"):
         assert (target / name).is_file(), name
     assert not list(target.rglob("__pycache__"))
     assert (target / "start.sh").stat().st_mode & 0o111

@@ -1,0 +1,186 @@
+"""What a run writes to `events.jsonl`: one record per event, typed by `type`.
+
+The events are the run's history: enough to inspect it, report it, and resume it
+(a trace's state is rebuilt from its `step` records).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from gome_agent import jsonl
+from gome_agent.optimizer.gradient import Gradient, RankedDirection
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class _Event(BaseModel):
+    ts: str = Field(default_factory=now_iso)
+
+
+class RunStarted(_Event):
+    type: Literal["run_started"] = "run_started"
+    version: str
+    competition_id: str
+    time_limit_s: float
+    traces: int
+    resumed: bool = False
+    spent_before_s: float = 0.0
+
+
+class TaskAnalyzed(_Event):
+    type: Literal["task_analyzed"] = "task_analyzed"
+    metric_name: str
+    higher_is_better: bool
+    direction_source: str
+
+
+StepStatus = Literal["accepted", "rejected", "failed", "error"]
+StepKind = Literal["draft", "improve", "debug"]
+
+
+class StepRecord(_Event):
+    """One optimization step: the direction taken, how it ran, and whether it was accepted."""
+
+    type: Literal["step"] = "step"
+    trace: int
+    step: int
+    clock: int = 0
+    kind: StepKind
+    stage: str
+    parent_step: int | None = None
+    hypothesis: str = ""
+    component: str | None = None
+    limiting_problem: str | None = None
+    gradient: Gradient | None = None
+    ranking: list[RankedDirection] = Field(default_factory=list)
+    status: StepStatus
+    accepted: bool = False
+    score: float | None = None
+    best_before: float | None = None
+    gain: float | None = None
+    runs: int = 0
+    run_status: str | None = None
+    message: str = ""
+    lesson: str = ""
+    code_dir: str | None = None
+    runtime_s: float | None = None
+    gpu: bool = False
+    gpu_peak_mb: int | None = None
+    oom_retries: int = 0
+    started_at: str
+    duration_s: float = 0.0
+    llm_s: float = 0.0
+    run_s: float = 0.0
+    overhead_s: float = 0.0
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class DraftApproach(_Event):
+    """A trace's draft approach, announced before its code runs, so other drafts can differ from it."""
+
+    type: Literal["draft_approach"] = "draft_approach"
+    trace: int
+    step: int
+    approach: str
+
+
+class Rerun(BaseModel):
+    """One solution re-run by the final selection."""
+
+    trace: int
+    step: int
+    score: float
+    rerun_scores: list[float | None]
+    mean: float | None
+    std: float | None
+
+
+class FinalSelection(_Event):
+    type: Literal["final_selection"] = "final_selection"
+    candidates: list[Rerun]
+    chosen_trace: int | None
+    chosen_step: int | None
+    reason: str
+
+
+class TraceExited(_Event):
+    """A trace process ended: normally, or by a crash that the coordinator may restart."""
+
+    type: Literal["trace_exited"] = "trace_exited"
+    trace: int
+    exit_code: int | None
+    restarted: bool
+    message: str
+
+
+class BestUpdated(_Event):
+    type: Literal["best_updated"] = "best_updated"
+    trace: int
+    step: int
+    score: float
+    source: str
+
+
+class FallbackWritten(_Event):
+    type: Literal["fallback_submission"] = "fallback_submission"
+    message: str
+
+
+class RunFinished(_Event):
+    type: Literal["run_finished"] = "run_finished"
+    reason: str
+    best_score: float | None
+    best_trace: int | None = None
+    best_step: int | None = None
+    steps: int
+    elapsed_s: float
+    usage: dict[str, Any] = Field(default_factory=dict)
+
+
+class Note(_Event):
+    """Anything else worth knowing: a warning, a fatal error, a trace stopping."""
+
+    type: Literal["note"] = "note"
+    level: Literal["info", "warning", "error"] = "info"
+    trace: int | None = None
+    message: str
+
+
+Event = Annotated[
+    RunStarted | TaskAnalyzed | StepRecord | DraftApproach | BestUpdated | FinalSelection | TraceExited
+    | FallbackWritten | RunFinished | Note,
+    Field(discriminator="type"),
+]
+_EVENT = TypeAdapter(Event)
+
+
+class EventLog:
+    """The run's `events.jsonl`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, event: _Event) -> None:
+        jsonl.append(self.path, event)
+
+    def read(self) -> list[_Event]:
+        out = []
+        for raw in jsonl.iter_raw(self.path):
+            try:
+                out.append(_EVENT.validate_python(raw))
+            except ValidationError:
+                continue
+        return out
+
+    def steps(self, trace: int | None = None) -> list[StepRecord]:
+        return [e for e in self.read() if isinstance(e, StepRecord) and (trace is None or e.trace == trace)]

@@ -1,0 +1,427 @@
+"""A whole run: the coordinator of K traces, from the task to the final submission.
+
+The coordinator reads the task once, starts each trace as its own OS process
+(`gome_agent.run.worker`), restarts a trace that crashes (it resumes from its
+recorded steps), keeps the run's clock (`run.json`), stops the traces when the
+optimization budget is spent, runs the final selection in the reserved time,
+and always leaves a submission.
+
+Run folder layout:
+    config.json        resolved settings (no secrets)
+    run.json           the budget clock (start, time spent, heartbeat)
+    task.json          the checked task
+    environment.json   hardware and packages the solutions see
+    events.jsonl       every step and event of every trace
+    llm_calls.jsonl    every LLM call
+    memory/            the shared success memory and step clock
+    scheduler/         GPU/CPU leases shared by the traces
+    traces/t<i>/s<step>/a<attempt>/   each attempt's main.py, outputs and logs
+    logs/trace<i>.log  each trace process's log
+    final/             re-runs of the final selection
+    submission/submission.csv, code/main.py, code/best.json   the best so far
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Protocol
+
+from gome_agent import __version__, jsonl
+
+from gome_agent.records import runinfo
+from gome_agent.records.best import BestKeeper
+from gome_agent.optimizer.budget import Budget
+from gome_agent.config import RunConfig
+from gome_agent.execution.environment import detect_environment
+from gome_agent.errors import ConfigError, GomeError, LLMFatalError, PromptError
+from gome_agent.task.fallback import build_constant_submission
+from gome_agent.llm.client import LLMClient, create_client
+from gome_agent.views.progress import Progress
+from gome_agent.strategies.prompts import Prompts, check_prompts
+from gome_agent.records.events import (
+    EventLog,
+    FallbackWritten,
+    Note,
+    RunFinished,
+    RunStarted,
+    TaskAnalyzed,
+    TraceExited,
+)
+from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission
+from gome_agent.run.selection import FinalSelector
+from gome_agent.task.analysis import Task, analyze_task
+from gome_agent.task.scan import competition_id_of, scan_competition
+from gome_agent.run.worker import FATAL_EXIT, build_trace, load_config, load_task, make_executor, make_scheduler
+
+log = logging.getLogger(__name__)
+
+MAX_RESTARTS = 5          # per trace: beyond this a crash loop is not worth the budget
+STOP_GRACE_S = 60.0       # after the budget, how long traces get to finish before SIGTERM
+HEARTBEAT_S = 5.0
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT arrived: stop the traces and finish the run cleanly."""
+
+
+@dataclass
+class RunSummary:
+    workdir: Path
+    reason: str
+    best_score: float | None
+    steps: int
+    submission: Path | None
+    fatal: bool = False
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+
+
+# Launching traces -----------------------------------------------------------------
+
+class TraceHandle(Protocol):
+    def poll(self) -> int | None: ...
+    def stop(self) -> None: ...
+    def kill(self) -> None: ...
+
+
+class _ProcessHandle:
+    def __init__(self, workdir: Path, index: int) -> None:
+        logs = workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        self._log = open(logs / f"trace{index}.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gome_agent.run.worker", str(workdir), str(index), "--parent", str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def poll(self) -> int | None:
+        code = self.proc.poll()
+        if code is not None:
+            self._log.close()
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+class _ThreadHandle:
+    """A trace in a thread of this process, sharing one LLM client (tests, in-process benchmarks)."""
+
+    def __init__(self, workdir: Path, index: int, llm: LLMClient) -> None:
+        self._stop = threading.Event()
+        self._code: int | None = None
+        self._trace = build_trace(workdir, index, llm=llm, stop=self._stop)
+        self._thread = threading.Thread(target=self._run, name=f"trace{index}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._trace.run()
+            self._code = 0
+        except LLMFatalError as exc:
+            log.error("trace %d stopped: %s", self._trace.index, exc)
+            self._code = FATAL_EXIT
+        except Exception:
+            log.exception("trace %d crashed", self._trace.index)
+            self._code = 1
+
+    def poll(self) -> int | None:
+        return None if self._thread.is_alive() else self._code
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def kill(self) -> None:
+        self._stop.set()
+        self._trace.executor.cancel_all()
+        self._thread.join(30)
+
+
+# The coordinator --------------------------------------------------------------------
+
+class Run:
+    """Everything one run holds; `execute` drives it from start to finish."""
+
+    def __init__(self, config: RunConfig, *, llm: LLMClient | None = None, resume: bool = False) -> None:
+        self.cfg = config
+        self.workdir = config.workdir
+        self.resume = resume
+        self.events = EventLog(self.workdir / "events.jsonl")
+        self._llm = llm
+        self.task: Task | None = None
+        self.sample: SampleSubmission | None = None
+        self.keeper: BestKeeper | None = None
+        self.info: runinfo.RunInfo | None = None
+        self.handles: dict[int, TraceHandle] = {}
+        self._restarts: dict[int, int] = {}
+
+    # Set-up -----------------------------------------------------------------------
+    def _preflight(self) -> tuple[Prompts, LLMClient]:
+        """Checks that must pass before the run folder is touched: prompt overrides and the API key."""
+        if self.cfg.prompts_dir is not None:
+            _, problems = check_prompts(self.cfg.prompts_dir)
+            if problems:
+                raise PromptError(
+                    f"the templates in {self.cfg.prompts_dir} have problems: " + "; ".join(str(p) for p in problems)
+                )
+        prompts = Prompts(self.cfg.prompts_dir)
+        llm = self._llm or create_client(self.cfg.llm, self.workdir / "llm_calls.jsonl", context={"trace": None})
+        return prompts, llm
+
+    def _prepare_folder(self) -> None:
+        if self.resume:
+            if not (self.workdir / "task.json").exists():
+                raise ConfigError(f"{self.workdir} holds no run that got far enough to resume (task.json is missing)")
+            return
+        if self.events.path.exists():
+            raise ConfigError(
+                f"{self.workdir} already holds a run (events.jsonl exists); "
+                "choose another --workdir or continue it with --resume"
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        jsonl.write_json(self.workdir / "config.json", self.cfg.to_record())
+
+    def _read_task(self, llm: LLMClient, prompts: Prompts) -> Task:
+        if self.resume:
+            return load_task(self.workdir)
+        scan = scan_competition(self.cfg.data_dir, competition_id=os.environ.get("COMPETITION_ID") or None,
+                                description_path=self.cfg.description_path)
+        task = analyze_task(llm, prompts, scan, higher_is_better=self.cfg.higher_is_better,
+                            deadline=time.time() + self.cfg.time_limit_s)
+        jsonl.write_json(self.workdir / "task.json", task)
+        self.events.write(TaskAnalyzed(
+            metric_name=task.metric_name, higher_is_better=task.higher_is_better,
+            direction_source=task.direction_source,
+        ))
+        return task
+
+    def _write_environment(self) -> None:
+        python = self.cfg.execution.python or sys.executable
+        env = detect_environment(python)
+        jsonl.write_json(self.workdir / "environment.json", {"text": env.describe(), "cpus": env.cpus,
+                                                             "gpus": [g.__dict__ for g in env.gpus]})
+
+    # The run ----------------------------------------------------------------------
+    def execute(self) -> RunSummary:
+        prompts, llm = self._preflight()
+        self._prepare_folder()
+        previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
+        reason = "budget spent"
+        fatal = False
+        try:
+            if self.resume:
+                self.info = runinfo.resume(self.workdir, self.cfg.time_limit_s)
+            else:
+                self.info = runinfo.start(self.workdir, self.cfg.time_limit_s,
+                                          self.cfg.time_limit_s * self.cfg.final_reserve_fraction)
+            self.events.write(RunStarted(
+                version=__version__, competition_id=self._competition_id(), time_limit_s=self.cfg.time_limit_s,
+                traces=self.cfg.traces, resumed=self.resume, spent_before_s=self.info.spent_before_s,
+            ))
+            self.task = self._read_task(llm, prompts)
+            self.keeper = BestKeeper.for_run(self.cfg, higher_is_better=self.task.higher_is_better)
+            self.sample = load_sample_submission(self.task.sample_path, self.task.id_column)
+            if not (self.workdir / "environment.json").exists():
+                self._write_environment()
+            reason = self._optimize(llm)
+            self._final_selection()
+        except Interrupted as exc:
+            reason = str(exc)
+        except LLMFatalError as exc:
+            reason = f"stopped: {exc}"
+            fatal = True
+            self._record(Note(level="error", message=reason))
+        except GomeError as exc:
+            reason = f"stopped: {exc}"
+            self._record(Note(level="error", message=reason))
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._stop_traces()
+            self._ensure_submission()
+            best = self.keeper.current() if self.keeper else None
+            steps = len(self.events.steps())
+            self._beat()
+            self._record(RunFinished(
+                reason=reason, best_score=best.score if best else None,
+                best_trace=best.trace if best else None, best_step=best.step if best else None,
+                steps=steps, elapsed_s=round(self.info.spent_s(), 3) if self.info else 0.0,
+                usage=self._usage(llm),
+            ))
+        submission = self.workdir / "submission" / "submission.csv"
+        return RunSummary(
+            workdir=self.workdir, reason=reason, best_score=best.score if best else None,
+            steps=steps, submission=submission if submission.exists() else None, fatal=fatal,
+        )
+
+    def _record(self, event: Note | TraceExited | FallbackWritten | RunFinished) -> None:
+        """Write a coordinator event; a full disk is logged, not fatal (the best submission is already in place)."""
+        try:
+            self.events.write(event)
+        except OSError as exc:
+            log.error("could not record %s in %s: %s", event.type, self.events.path, exc)
+
+    def _beat(self) -> None:
+        if self.info is None:
+            return
+        try:
+            self.info = runinfo.heartbeat(self.workdir, self.info)
+        except OSError as exc:
+            log.error("could not refresh the heartbeat in %s: %s", runinfo.path_of(self.workdir), exc)
+
+    def _competition_id(self) -> str:
+        return os.environ.get("COMPETITION_ID") or competition_id_of(self.cfg.data_dir)
+
+    def _usage(self, llm: LLMClient) -> dict[str, object]:
+        """LLM totals of the whole run, from the call log (the traces' own processes wrote most of it)."""
+        calls = list(jsonl.iter_raw(self.workdir / "llm_calls.jsonl"))
+        if not calls:
+            return llm.ledger.totals()
+        return {
+            "calls": len(calls),
+            "input_tokens": sum(int(c.get("input_tokens") or 0) for c in calls),
+            "output_tokens": sum(int(c.get("output_tokens") or 0) for c in calls),
+            "cost_usd": round(sum(float(c.get("cost_usd") or 0.0) for c in calls), 6),
+        }
+
+    def _start_trace(self, index: int, llm: LLMClient) -> TraceHandle:
+        if self._llm is not None:
+            return _ThreadHandle(self.workdir, index, self._llm)
+        return _ProcessHandle(self.workdir, index)
+
+    def _optimize(self, llm: LLMClient) -> str:
+        """Run the traces until the optimization budget is spent or every trace has ended."""
+        assert self.info is not None
+        budget = self.info.budget()
+        self._restarts = dict.fromkeys(range(self.cfg.traces), 0)
+        self.handles = {i: self._start_trace(i, llm) for i in range(self.cfg.traces)}
+        last_beat = time.monotonic()
+        stop_sent = False
+        fatal_exits = 0
+        with Progress(self.workdir) as progress:
+            while self.handles:
+                time.sleep(0.5)
+                progress.update()
+                fatal_exits += self._reap(llm, budget, restart_allowed=not stop_sent)
+                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                    self._beat()
+                    last_beat = time.monotonic()
+                if not stop_sent and budget.elapsed() > budget.time_limit_s - budget.reserve_s + STOP_GRACE_S:
+                    log.info("optimization budget spent; stopping the traces")
+                    for handle in self.handles.values():
+                        handle.stop()
+                    stop_sent = True
+        if fatal_exits == self.cfg.traces:
+            raise LLMFatalError("every trace stopped on an LLM error that retrying cannot fix; see events.jsonl")
+        if self.cfg.optimizer.max_steps is not None and all(
+            len(self.events.steps(i)) >= self.cfg.optimizer.max_steps for i in range(self.cfg.traces)
+        ):
+            return "step limit reached"
+        return "budget spent"
+
+    def _reap(self, llm: LLMClient, budget: Budget, *, restart_allowed: bool) -> int:
+        """Record the traces that ended, restart the ones that crashed; returns how many stopped fatally."""
+        fatal = 0
+        for index, handle in list(self.handles.items()):
+            code = handle.poll()
+            if code is None:
+                continue
+            del self.handles[index]
+            crashed = code not in (0, FATAL_EXIT)
+            fatal += code == FATAL_EXIT
+            restart = (crashed and restart_allowed and self._restarts[index] < MAX_RESTARTS
+                       and budget.remaining() >= self.cfg.execution.min_run_seconds)
+            self._record(TraceExited(
+                trace=index, exit_code=code, restarted=restart,
+                message=("crashed; restarting from its recorded steps" if restart
+                         else "crashed" if crashed else "finished"),
+            ))
+            if restart:
+                self._restarts[index] += 1
+                log.warning("trace %d crashed (exit code %s); restarting it", index, code)
+                self.handles[index] = self._start_trace(index, llm)
+        return fatal
+
+    def _stop_traces(self) -> None:
+        for handle in self.handles.values():
+            handle.stop()
+        deadline = time.monotonic() + 15.0
+        while self.handles and time.monotonic() < deadline:
+            self.handles = {i: h for i, h in self.handles.items() if h.poll() is None}
+            time.sleep(0.2)
+        for handle in self.handles.values():
+            handle.kill()
+        self.handles = {}
+
+    def _final_selection(self) -> None:
+        assert self.info is not None and self.task is not None and self.sample is not None and self.keeper is not None
+        budget = self.info.budget()
+        if self.cfg.final_reserve_fraction <= 0 or budget.remaining_total() < self.cfg.execution.min_run_seconds:
+            return
+        cpus = json.loads((self.workdir / "environment.json").read_text(encoding="utf-8"))["cpus"]
+        FinalSelector(
+            workdir=self.workdir, task=self.task, sample=self.sample, executor=make_executor(self.cfg),
+            scheduler=make_scheduler(self.cfg, int(cpus)), keeper=self.keeper, events=self.events,
+            budget=budget, seeds=self.cfg.final_seeds, limit=self.cfg.final_candidates, slots=self.cfg.traces,
+        ).run()
+
+    def _ensure_submission(self) -> None:
+        """With no valid submission at the end, put the best constant one that can be built in place."""
+        if self.keeper is not None and self.keeper.current() is not None:
+            return
+        out = self.workdir / "fallback" / "submission.csv"
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if self.task is not None and self.sample is not None:
+                message = build_constant_submission(self.task, self.sample, out)
+            else:
+                # The task could not even be read (say, the LLM was unreachable): the sample
+                # submission itself is still a valid, if weak, submission.
+                sample = find_sample_submission(self.cfg.data_dir)
+                load_sample_submission(sample)
+                shutil.copyfile(sample, out)
+                message = f"copied the sample submission {sample.name} (the task could not be read)"
+        except (GomeError, OSError) as exc:
+            self._record(Note(level="error", message=f"no fallback submission could be built: {exc}"))
+            return
+        keeper = self.keeper or BestKeeper.for_run(self.cfg, higher_is_better=True)  # direction is unused for a fallback
+        keeper.publish_fallback(out)
+        self._record(FallbackWritten(message=f"no valid solution was found; wrote a fallback submission: {message}"))
+        log.warning("no valid solution was found; wrote a fallback submission: %s", message)
+
+
+def run(config: RunConfig, *, llm: LLMClient | None = None) -> RunSummary:
+    """Start a run. With `llm`, the traces run as threads sharing that client (tests, benchmarks)."""
+    started = time.monotonic()
+    summary = Run(config, llm=llm).execute()
+    log.info("run finished in %.0f s: %s", time.monotonic() - started, summary.reason)
+    return summary
+
+
+def resume(workdir: Path, *, time_limit_s: float | None = None, llm: LLMClient | None = None) -> RunSummary:
+    """Continue an interrupted run from its folder, with the budget it had left."""
+    config = load_config(workdir)
+    if time_limit_s is not None:
+        config = config.model_copy(update={"time_limit_s": time_limit_s})
+    return Run(config, llm=llm, resume=True).execute()

@@ -1,0 +1,183 @@
+"""The strategy interface, and the proposals every strategy builds on.
+
+A strategy decides the code of a trace's next step; the trace does the rest (runs it with bounded
+debugging, checks it, accepts or rejects it against the trace's best, records it). What strategies
+share is here: the prompt context, asking for code (re-asked when a reply's edits do not apply),
+a first draft kept apart from the other traces' drafts, a fix of failing code, a change straight
+from the feedback, and the views of the trace's past. A new strategy is one module with a
+subclass of `Strategy`, named in `gome_agent.strategies.STRATEGIES`.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from gome_agent.llm.types import Message
+from gome_agent.optimizer import budget as budget_mod
+from gome_agent.optimizer.edits import EditError, new_code
+from gome_agent.records.events import DraftApproach, StepRecord
+from gome_agent.strategies.step import Meter, Services, StepFailed, TraceState
+from gome_agent.strategies.views import (
+    AcceptedView,
+    BestView,
+    Failure,
+    History,
+    MemoryView,
+    PromptContext,
+    StepView,
+    fmt_score,
+    tail,
+)
+
+
+class Strategy(ABC):
+    """How one trace chooses the code of its next step."""
+
+    name: ClassVar[str]
+    # What becomes of a rejected step's code, as its lesson says it.
+    rejected_code: ClassVar[str] = "rolled back"
+
+    def __init__(self, *, index: int, services: Services, state: TraceState) -> None:
+        self.index = index
+        self.services = services
+        self.state = state
+        self.cfg = services.config
+        self.opt = services.config.optimizer
+
+    @property
+    def max_debug(self) -> int:
+        """Fix attempts inside one step when its code fails."""
+        return self.opt.max_debug
+
+    @abstractmethod
+    def propose(self, record: StepRecord, meter: Meter) -> str:
+        """The code of the step `record` starts; fills in its kind, parent, hypothesis and
+        whatever else the strategy decided (component, diagnosis, ranking)."""
+
+    # The prompt context ----------------------------------------------------------
+    def context(self) -> PromptContext:
+        s = self.services
+        return PromptContext(
+            task=s.task,
+            environment=s.environment,
+            run_time_limit=budget_mod.format_duration(s.budget.run_timeout(self.max_run_s)),
+            stage_guidance=budget_mod.STAGE_GUIDANCE[s.budget.stage(self.cfg.stages)],
+            budget=s.budget.describe(),
+        )
+
+    @property
+    def max_run_s(self) -> float:
+        """The longest one run of a solution may take."""
+        if self.cfg.execution.max_run_minutes is not None:
+            return self.cfg.execution.max_run_minutes * 60
+        return min(3600.0, self.cfg.time_limit_s / 4)
+
+    # Asking for code ---------------------------------------------------------------
+    def ask_code(self, messages: list[Message], current: str | None, role: str, meter: Meter) -> tuple[str, str]:
+        """Ask for code; re-ask (bounded) when the reply's edits do not apply. Returns the new code
+        and the reply's own summary of it."""
+        tags = {"trace": self.index, "step": self.state.next_step}
+        for attempt in range(self.opt.max_reply_edit_retries + 1):
+            completion = self.services.llm.complete(messages, role=role, deadline=self.services.budget.deadline,
+                                                    tags=tags)
+            meter.add(completion)
+            try:
+                return new_code(completion.text, current)
+            except EditError as exc:
+                if attempt == self.opt.max_reply_edit_retries:
+                    raise StepFailed(f"the model's code reply could not be used: {exc}") from exc
+                messages = [
+                    *messages,
+                    Message(role="assistant", content=completion.text),
+                    Message(role="user", content=f"That reply could not be applied: {exc}. Reply again, correctly."),
+                ]
+        raise AssertionError("unreachable")
+
+    # The proposals ---------------------------------------------------------------------
+    def draft(self, meter: Meter, also_avoid: list[str] | None = None) -> tuple[str, str]:
+        """A first complete solution, announced (before it runs) so that other drafts can differ."""
+        failures = [s.lesson for s in self.state.steps if s.kind == "draft" and s.status != "accepted"][-3:]
+        avoid = [*self.sibling_approaches(), *(also_avoid or [])]
+        messages = self.services.prompts.messages("draft", **self.context().variables(), avoid=avoid,
+                                                  failures=failures)
+        code, approach = self.ask_code(messages, None, "draft", meter)
+        approach = approach or "first complete solution"
+        self.services.events.write(DraftApproach(trace=self.index, step=self.state.next_step, approach=approach))
+        return code, approach
+
+    def sibling_approaches(self) -> list[str]:
+        """Approaches other traces chose for their drafts; waits (bounded) for lower-numbered traces
+        to announce theirs, so that K traces started together do not all draft the same thing."""
+        budget = self.services.budget
+        waited_until = time.monotonic() + min(self.opt.diversify_wait_s, budget.remaining())
+        while True:
+            announced = [e for e in self.services.events.read()
+                         if isinstance(e, DraftApproach) and e.trace != self.index]
+            earlier = {e.trace for e in announced if e.trace < self.index}
+            if len(earlier) >= self.index or time.monotonic() >= waited_until:
+                break
+            time.sleep(0.5)
+        seen: dict[str, None] = {}
+        for e in announced:
+            seen.setdefault(f"trace {e.trace}: {e.approach}", None)
+        return list(seen)
+
+    def fix(self, code: str, failure: Failure, goal: str, earlier: list[str], meter: Meter) -> tuple[str, str]:
+        """A fix of failing code, given exactly what went wrong."""
+        messages = self.services.prompts.messages(
+            "debug", **self.context().variables(), goal=goal, code=code, failure=failure, earlier=earlier,
+        )
+        return self.ask_code(messages, code, "debug", meter)
+
+    def direct(self, meter: Meter) -> tuple[str, str]:
+        """One change of the best code straight from its feedback, with no structured diagnosis."""
+        messages = self.services.prompts.messages(
+            "direct", **self.context().variables(), best=self.best_view(), history=self.history().recent,
+        )
+        code, change = self.ask_code(messages, self.state.best_code, "direct", meter)
+        return code, change or "direct change"
+
+    # Views of the trace -------------------------------------------------------------------
+    def best_view(self) -> BestView:
+        best = self.state.best
+        assert best is not None and self.state.best_code is not None
+        return BestView(
+            step=best.step, score=fmt_score(best.score), hypothesis=best.hypothesis,
+            runtime=budget_mod.format_duration(self.state.best_runtime_s),
+            stdout_tail=tail(self.state.best_stdout_tail, 1500), code=self.state.best_code,
+        )
+
+    def history(self) -> History:
+        """Accepted path, recent steps and recalled successes, each bounded in length."""
+        steps = self.state.steps
+        recent = steps[-self.opt.history_window :]
+        if not self.opt.momentum:
+            # The paper's w/o-momentum ablation: no successes anywhere, only failures in the history.
+            return History(recent=[StepView.of(s) for s in recent if not s.accepted])
+        accepted = [s for s in steps if s.accepted][-self.opt.accepted_window :]
+        shown = {(self.index, s.step) for s in accepted}
+        last = steps[-1] if steps else None
+        best = self.state.best
+        query = " ".join(
+            x for x in (
+                self.services.task.task_type,
+                best.hypothesis if best else "",
+                (last.limiting_problem or "") if last else "",
+                last.hypothesis if last else "",
+            ) if x
+        )
+        memory = self.services.memory
+        recalls = memory.recall(
+            query,
+            best_score=best.score if best else None,
+            higher_is_better=self.services.task.higher_is_better,
+            top_k=self.opt.memory_top_k,
+            exclude_ids={e.id for e in memory.entries() if (e.trace, e.step) in shown},
+        )
+        return History(
+            accepted=[AcceptedView.of(s) for s in accepted],
+            recent=[StepView.of(s) for s in recent],
+            memory=[MemoryView.of(r, self.index) for r in recalls],
+        )

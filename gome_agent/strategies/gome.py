@@ -1,0 +1,81 @@
+"""Gome's step: a draft first, then the gradient and the update on the trace's current best.
+
+  1. gradient: a structured diagnosis of the current best (observations, the limiting problem,
+     scored candidate directions), informed by the trace's history and the shared success
+     memory (momentum);
+  2. update: the best-ranked direction applied as a minimal code change to the best main.py.
+
+The trace then runs the code (debugging within bounds) and accepts it only if its validation score
+improves on the trace's best; otherwise the best is untouched (rolled back) and the lesson stays in
+the history. With `structured_gradient` off (the paper's w/o-structured-reasoning ablation) the
+update comes straight from the feedback, with no diagnosis.
+"""
+
+from __future__ import annotations
+
+from gome_agent.errors import LLMOutputError
+from gome_agent.optimizer.gradient import Direction, Gradient, RankedDirection, select_direction
+from gome_agent.records.events import StepRecord
+from gome_agent.strategies.base import Strategy
+from gome_agent.strategies.step import Meter
+from gome_agent.strategies.views import DirectionView
+
+
+class GomeStrategy(Strategy):
+    """Reasoning as gradient: diagnose the best solution, move it one step along the best direction."""
+
+    name = "gome"
+
+    def propose(self, record: StepRecord, meter: Meter) -> str:
+        if record.kind == "draft":  # the trace has no working solution yet
+            code, record.hypothesis = self.draft(meter)
+            record.component = "workflow"
+            return code
+        if not self.opt.structured_gradient:
+            code, record.hypothesis = self.direct(meter)
+            return code
+        gradient, ranking, direction = self.diagnose(meter)
+        record.gradient, record.ranking = gradient, ranking
+        record.limiting_problem = gradient.limiting_problem
+        record.hypothesis, record.component = direction.hypothesis, direction.component
+        return self.update(direction, meter)
+
+    def diagnose(self, meter: Meter) -> tuple[Gradient, list[RankedDirection], Direction]:
+        """The gradient of the current best, and the direction it points to (momentum and the
+        repeat penalty included)."""
+        history = self.history()
+        s = self.services
+        messages = s.prompts.messages(
+            "gradient", **self.context().variables(), best=self.best_view(), accepted=history.accepted,
+            history=history.recent, memory=history.memory, k=self.opt.directions,
+        )
+        try:
+            result = s.llm.structured(
+                messages, Gradient, role="gradient", deadline=s.budget.deadline,
+                tags={"trace": self.index, "step": self.state.next_step},
+            )
+        except LLMOutputError as exc:
+            for completion in exc.completions:
+                meter.add(completion)  # type: ignore[arg-type]
+            raise
+        for completion in result.completions:
+            meter.add(completion)
+        gradient = result.value
+        gradient.candidates = gradient.candidates[: self.opt.directions]
+        texts = [f"{c.hypothesis} {c.component}" for c in gradient.candidates]
+        support = s.memory.support(texts) if self.opt.momentum else [0.0] * len(texts)
+        tried = [x.hypothesis for x in self.state.steps[-20:] if x.status in ("rejected", "failed") and x.hypothesis]
+        direction, ranking = select_direction(
+            gradient, support=support, tried=tried,
+            momentum_weight=self.opt.momentum_weight if self.opt.momentum else 0.0,
+            repeat_penalty=self.opt.repeat_penalty,
+        )
+        return gradient, ranking, direction
+
+    def update(self, direction: Direction, meter: Meter) -> str:
+        """The best code with `direction` applied as a minimal edit."""
+        messages = self.services.prompts.messages(
+            "update", **self.context().variables(), best=self.best_view(), direction=DirectionView.of(direction),
+        )
+        code, _ = self.ask_code(messages, self.state.best_code, "update", meter)
+        return code

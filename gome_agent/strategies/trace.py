@@ -1,0 +1,201 @@
+"""One optimization trace: the step machinery every strategy runs on.
+
+Each step:
+  1. propose: the strategy decides the step's code (Gome: a draft, then gradient and update);
+  2. run, with bounded debug attempts when the code fails (evaluation.py);
+  3. accept only if the submission is valid and the validation score improves on the trace's
+     best; otherwise the best is untouched and the lesson stays in the history;
+  4. record the step in `events.jsonl`, then publish an accepted one: into the shared success
+     memory, and into place when it is the run's best.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+
+from gome_agent.errors import LLMError, LLMFatalError, LLMOutputError
+from gome_agent.execution.scheduler import needs_gpu
+from gome_agent.records.events import BestUpdated, StepRecord, now_iso
+from gome_agent.strategies.base import Strategy
+from gome_agent.strategies.evaluation import Evaluation, Evaluator
+from gome_agent.strategies.step import Meter, Services, StepFailed, TraceState
+from gome_agent.strategies.views import fmt_score
+
+log = logging.getLogger(__name__)
+
+
+class Trace:
+    """A single optimization trajectory with its own current best, driven by one strategy."""
+
+    def __init__(
+        self,
+        *,
+        index: int,
+        services: Services,
+        strategy: type[Strategy],
+        state: TraceState | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.index = index
+        self.services = services
+        self.cfg = services.config
+        self.state = state or TraceState()
+        self.strategy = strategy(index=index, services=services, state=self.state)
+        self.evaluator = Evaluator(index=index, services=services, max_run_s=self.strategy.max_run_s)
+        self.folder = self.cfg.workdir / "traces" / f"t{index}"
+        self._consecutive_outages = 0
+        self._stop = stop or threading.Event()
+
+    def can_step(self) -> bool:
+        if self._stop.is_set():
+            return False
+        max_steps = self.cfg.optimizer.max_steps
+        if max_steps is not None and len(self.state.steps) >= max_steps:
+            return False
+        return self.services.budget.remaining() >= self.cfg.execution.min_run_seconds
+
+    # The loop -----------------------------------------------------------------
+    def run(self) -> None:
+        if self.state.steps:
+            self._reconcile()
+        while self.can_step():
+            self.step()
+            if self._consecutive_outages and self.can_step():
+                # The LLM layer already retried with backoff; during a longer provider outage,
+                # wait before the next step instead of burning steps on failed calls.
+                time.sleep(min(30.0 * self._consecutive_outages, 300.0, self.services.budget.remaining()))
+
+    def step(self) -> StepRecord:
+        """One step: propose code, run it (debugging within bounds), accept or reject, record."""
+        record, meter = self._begin()
+        step_dir = self.folder / f"s{record.step:04d}"
+        try:
+            code = self.strategy.propose(record, meter)
+            evaluation = self.evaluator.evaluate(code, step_dir, record.hypothesis, meter,
+                                                 max_debug=self.strategy.max_debug, fix=self.strategy.fix)
+            self._decide(record, evaluation)
+            self._consecutive_outages = 0
+        except LLMFatalError:
+            raise
+        except (LLMError, StepFailed) as exc:
+            is_outage = isinstance(exc, LLMError) and not isinstance(exc, LLMOutputError)
+            self._consecutive_outages = self._consecutive_outages + 1 if is_outage else 0
+            record.status = "error"
+            record.message = str(exc)
+            record.lesson = f"No code was run: {exc}"
+        return self._finish(record, meter)
+
+    def _begin(self) -> tuple[StepRecord, Meter]:
+        number = self.state.next_step
+        step_dir = self.folder / f"s{number:04d}"
+        if step_dir.exists():
+            # Left by a step that was cut off before it was recorded (crash or stop): start it afresh.
+            shutil.rmtree(step_dir, ignore_errors=True)
+        best = self.state.best
+        record = StepRecord(
+            trace=self.index, step=number, clock=self.services.memory.tick(),
+            kind="draft" if best is None else "improve", stage=self.services.budget.stage(self.cfg.stages),
+            parent_step=best.step if best else None, status="error",
+            best_before=best.score if best else None, started_at=now_iso(),
+        )
+        return record, Meter()
+
+    def _finish(self, record: StepRecord, meter: Meter) -> StepRecord:
+        record.duration_s = round(time.monotonic() - meter.started, 3)
+        record.llm_s = round(meter.llm_s, 3)
+        record.run_s = round(meter.run_s, 3)
+        record.overhead_s = round(max(0.0, record.duration_s - meter.llm_s - meter.run_s), 4)
+        record.llm_calls = meter.calls
+        record.input_tokens, record.output_tokens = meter.input_tokens, meter.output_tokens
+        record.cost_usd = round(meter.cost_usd, 6)
+        self.state.steps.append(record)
+        self.services.events.write(record)
+        if record.accepted:
+            self._publish(record)
+        log.info(
+            "trace %d step %d [%s] %s: %s (score %s, best %s)",
+            self.index, record.step, record.kind, record.status, record.hypothesis[:80],
+            fmt_score(record.score), fmt_score(self.state.best.score if self.state.best else None),
+        )
+        return record
+
+    # Accept or reject ---------------------------------------------------------
+    def _decide(self, record: StepRecord, ev: Evaluation) -> None:
+        record.runs = ev.runs
+        record.code_dir = str(ev.attempt_dir.relative_to(self.cfg.workdir))
+        record.run_status = ev.result.status if ev.result else None
+        record.runtime_s = ev.result.duration_s if ev.result else None
+        record.gpu = needs_gpu(ev.code)[0]
+        record.gpu_peak_mb = self.evaluator.gpu_peak_mb if record.gpu else None
+        record.oom_retries = ev.oom_retries
+        task = self.services.task
+        metric = task.metric_name
+        if not ev.ok:
+            record.status = "failed"
+            record.message = ev.message
+            detail = "; ".join(ev.problems[:2])
+            record.lesson = f"Failed after {ev.runs} run(s): {ev.message}" + (f" ({detail})" if detail else "")
+            return
+        assert ev.check is not None and ev.check.score is not None and ev.result is not None
+        score = ev.check.score
+        record.score = score
+        best = self.state.best
+        improved = task.is_better(score, best.score if best else None)
+        gain = None if best is None or best.score is None else score - best.score
+        if improved and gain is not None and abs(gain) <= self.cfg.optimizer.min_improvement:
+            improved = False
+        record.gain = gain
+        if not improved:
+            record.status = "rejected"
+            record.message = f"{metric} {fmt_score(score)} does not beat the best {fmt_score(record.best_before)}"
+            record.lesson = (f"Rejected: {metric} {fmt_score(score)} vs best {fmt_score(record.best_before)} "
+                             f"({task.direction_word()}); {self.strategy.rejected_code}.")
+            return
+        record.status = "accepted"
+        record.accepted = True
+        record.message = "accepted" if best else "accepted as the trace's first valid solution"
+        record.lesson = (
+            f"Accepted: {metric} {fmt_score(record.best_before)} -> {fmt_score(score)}"
+            + (f" (gain {gain:+.4g})." if gain is not None else ".")
+        )
+        self.state.best = record
+        self.state.best_code = ev.code
+        self.state.best_runtime_s = ev.result.duration_s
+        self.state.best_stdout_tail = ev.result.stdout_tail
+
+    # Publication ----------------------------------------------------------------
+    def _publish(self, record: StepRecord) -> None:
+        """Share an accepted step in the success memory and put it in place if it is the run's best.
+
+        Called once the step is recorded: a kill before that leaves nothing to undo (the step is
+        redone), and a kill after it is repaired by `_reconcile` when the trace restarts.
+        """
+        assert record.score is not None and record.code_dir is not None
+        self.services.memory.record(
+            trace=self.index, step=record.step, hypothesis=record.hypothesis,
+            component=record.component or "workflow",
+            problem=record.limiting_problem or "first working solution",
+            score=record.score, gain=record.gain,
+        )
+        self._offer(record)
+
+    def _offer(self, record: StepRecord) -> None:
+        assert record.score is not None and record.code_dir is not None
+        if self.services.keeper.offer(score=record.score, trace=self.index, step=record.step,
+                                      attempt_dir=self.cfg.workdir / record.code_dir):
+            self.services.events.write(BestUpdated(trace=self.index, step=record.step, score=record.score,
+                                                   source="step"))
+
+    def _reconcile(self) -> None:
+        """On a restart: publish what a kill cut off between an accepted step's record and its publication."""
+        shared = {e.step for e in self.services.memory.entries() if e.trace == self.index}
+        for record in self.state.steps:
+            if record.accepted and record.step not in shared:
+                self._publish(record)
+        # Only the last step can have been cut off before its offer; the final selection's choice stands.
+        last, current = self.state.steps[-1], self.services.keeper.current()
+        if last is self.state.best and (current is None or current.source != "final_selection"):
+            self._offer(last)  # a no-op unless it beats the best in place

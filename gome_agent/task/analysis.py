@@ -1,0 +1,241 @@
+"""The task every prompt uses: the LLM's reading of a competition, checked against its sample
+submission and the known metrics.
+
+`analyze_task` asks the LLM what the competition wants, and `check_analysis` holds that answer
+against the sample submission and the known metrics. A wrong or missing metric direction is an
+error, not a guess: it decides which solution counts as best for the whole run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from gome_agent.errors import TaskError
+from gome_agent.llm.types import Message
+from gome_agent.task.metrics import known_direction, mentioned_metrics, stated_direction
+from gome_agent.task.sample import SampleSubmission, load_sample_submission
+from gome_agent.task.scan import CompetitionScan
+
+log = logging.getLogger(__name__)
+
+
+class TaskAnalysis(BaseModel):
+    """The LLM's reading of the competition (the JSON schema of the task_analysis prompt)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    goal: str = Field(min_length=1, max_length=2000, description="what must be predicted, from which inputs")
+    task_type: str = Field(
+        min_length=1, max_length=120,
+        description='e.g. "binary classification", "regression", "multiclass classification", "image segmentation"',
+    )
+    metric_name: str = Field(max_length=200, description="the evaluation metric as the description names it")
+    higher_is_better: bool | None = Field(
+        default=None,
+        description="true if a higher metric value is better, false if lower is better, null if the description "
+        "does not say and it is not implied by the metric",
+    )
+    direction_evidence: str = Field(
+        max_length=1000, description="the sentence of the description that states the metric or its direction, "
+        "or why the direction is implied",
+    )
+    id_column: str = Field(max_length=300, description="the id column of the sample submission")
+    target_columns: list[Annotated[str, StringConstraints(max_length=300)]] = Field(
+        max_length=5000, description="the prediction columns of the sample submission"
+    )
+    submission_format: str = Field(min_length=1, max_length=1500, description="one or two sentences")
+
+
+class Task(BaseModel):
+    """The checked task used by every prompt; saved as task.json in the run folder."""
+
+    competition_id: str
+    data_dir: Path
+    goal: str
+    task_type: str
+    metric_name: str
+    higher_is_better: bool
+    direction_source: Literal["description", "known_metric", "user"]
+    id_column: str
+    target_columns: list[str]
+    submission_format: str
+    sample_path: Path
+    description: str
+    files_text: str
+
+    def is_better(self, new: float, old: float | None) -> bool:
+        """Whether `new` strictly improves on `old` by the metric's direction (anything beats no score)."""
+        if not math.isfinite(new):
+            return False
+        if old is None or not math.isfinite(old):
+            return True
+        return new > old if self.higher_is_better else new < old
+
+    def direction_word(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+
+class _Structured(Protocol):
+    value: Any
+
+
+class _LLM(Protocol):
+    def structured(self, messages: list[Any], schema: type[TaskAnalysis], *, role: str,
+                   deadline: float | None = None) -> _Structured: ...
+
+
+class _Prompts(Protocol):
+    def messages(self, name: str, **context: Any) -> list[Any]: ...
+
+
+def check_analysis(
+    analysis: TaskAnalysis,
+    scan: CompetitionScan,
+    sample: SampleSubmission,
+    *,
+    higher_is_better: bool | None = None,
+) -> Task:
+    """Hold the LLM's analysis against the sample submission and known metrics; return the final task."""
+    metric = analysis.metric_name.strip()
+    if not metric:
+        raise TaskError(
+            f"the task analysis of {scan.competition_id} names no metric; the description's evaluation "
+            "section must say how submissions are scored"
+        )
+    id_column, targets = _check_columns(analysis, scan, sample)
+    direction, source = _decide_direction(metric, analysis.higher_is_better, higher_is_better,
+                                          written=stated_direction(scan.description))
+    return Task(
+        competition_id=scan.competition_id,
+        data_dir=scan.data_dir,
+        goal=analysis.goal,
+        task_type=analysis.task_type,
+        metric_name=metric,
+        higher_is_better=direction,
+        direction_source=source,
+        id_column=id_column,
+        target_columns=targets,
+        submission_format=analysis.submission_format,
+        sample_path=scan.sample_path,
+        description=scan.description,
+        files_text=scan.files_text(),
+    )
+
+
+def _check_columns(analysis: TaskAnalysis, scan: CompetitionScan, sample: SampleSubmission) -> tuple[str, list[str]]:
+    name = sample.path.name
+    columns = sample.columns
+    id_column = analysis.id_column.strip()
+    if id_column not in columns:
+        raise TaskError(
+            f"the task analysis names id column {id_column!r}, which is not a column of {name} "
+            f"(its first column is {columns[0]!r}; columns: {columns})"
+        )
+    if id_column != sample.id_column:
+        try:
+            load_sample_submission(sample.path, id_column=id_column)
+        except TaskError as exc:
+            raise TaskError(f"the task analysis names {id_column!r} as the id column, but {exc}") from exc
+    wanted = [c.strip() for c in analysis.target_columns]
+    unknown = [c for c in wanted if c not in columns]
+    if unknown:
+        raise TaskError(
+            f"the task analysis names target columns {unknown} that are not columns of {name} (columns: {columns})"
+        )
+    if id_column in wanted:
+        raise TaskError(f"the task analysis lists the id column {id_column!r} among the target columns of {name}")
+    # A sample may repeat input columns next to the prediction (detecting-insults keeps Date);
+    # such columns are copied from the test file, not predicted.
+    copied = _test_input_columns(scan)
+    missing = [c for c in columns if c != id_column and c not in wanted and c not in copied]
+    if missing:
+        raise TaskError(
+            f"the task analysis leaves columns {missing} of {name} out of the target columns "
+            f"(it names {wanted}); every prediction column of the sample submission must be a target"
+        )
+    return id_column, [c for c in columns if c in wanted]
+
+
+def _test_input_columns(scan: CompetitionScan) -> set[str]:
+    sample_rel = scan.sample_path.relative_to(scan.data_dir).as_posix()
+    return {
+        column
+        for info in scan.files
+        if info.columns and info.path != sample_rel and "test" in Path(info.path).name.lower()
+        for column in info.columns
+    }
+
+
+def _decide_direction(
+    metric: str, stated: bool | None, user: bool | None, *, written: bool | None = None
+) -> tuple[bool, Literal["description", "known_metric", "user"]]:
+    """`stated`: the analysis's reading of the description; `written`: the direction the
+    description spells out ("higher is better"), found without the model."""
+    if user is not None:
+        return user, "user"
+    known = known_direction(metric)
+    if known is not None and stated is not None and known != stated:
+        if written == known:
+            # The description's own words and the metric agree; the model misread the page.
+            log.warning("the task analysis says %s for %r, but the description says %s in so many words "
+                        "and the metric agrees: using %s", _word(stated), metric, _word(known), _word(known))
+            return known, "description"
+        raise TaskError(
+            f"the task analysis says {_word(stated)} for metric {metric!r}, but {metric!r} is a known metric "
+            f"where {_word(known)}; if the description really says otherwise, pass --higher-is-better or "
+            "--lower-is-better to set the direction"
+        )
+    if stated is not None:
+        return stated, "description"
+    if known is not None:
+        return known, "known_metric"
+    raise TaskError(
+        f"the description states no direction for metric {metric!r} and it is not a known metric; "
+        "pass --higher-is-better or --lower-is-better"
+    )
+
+
+def _word(higher: bool) -> str:
+    return "higher is better" if higher else "lower is better"
+
+
+def analyze_task(
+    llm: _LLM,
+    prompts: _Prompts,
+    scan: CompetitionScan,
+    *,
+    higher_is_better: bool | None = None,
+    deadline: float | None = None,
+) -> Task:
+    """Ask the LLM what the competition wants (prompt "task_analysis") and check its answer.
+
+    An answer that fails the checks (a direction contradicting a known metric, columns
+    that are not the sample's) is sent back once with the exact reason; a second
+    failure is the error.
+    """
+    sample = scan.sample_submission()
+    messages = prompts.messages(
+        "task_analysis",
+        description=scan.description,
+        files=scan.files_text(),
+        sample_submission=sample.describe(),
+        competition_id=scan.competition_id,
+        metric_hints=mentioned_metrics(scan.description),
+    )
+    result = llm.structured(messages, TaskAnalysis, role="task", deadline=deadline)
+    try:
+        return check_analysis(result.value, scan, sample, higher_is_better=higher_is_better)
+    except TaskError as exc:
+        retry = [
+            *messages,
+            Message(role="assistant", content=result.value.model_dump_json()),
+            Message(role="user", content=f"That analysis is wrong: {exc}. Read the description and the sample "
+                                         "submission again and reply with the corrected JSON object only."),
+        ]
+        second = llm.structured(retry, TaskAnalysis, role="task", deadline=deadline)
+        return check_analysis(second.value, scan, sample, higher_is_better=higher_is_better)

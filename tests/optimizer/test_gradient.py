@@ -1,0 +1,65 @@
+import pytest
+from pydantic import ValidationError
+
+from gome_agent.optimizer.gradient import Gradient, select_direction
+
+
+def _cand(hyp, component="model", **scores):
+    base = {"alignment": 5, "impact": 5, "novelty": 5, "feasibility": 5, "risk_reward": 5}
+    base.update(scores)
+    return {"hypothesis": hyp, "reasoning": "because", "expected_impact": "+0.01", "component": component, "scores": base}
+
+
+def _gradient(*cands):
+    return Gradient.model_validate({"observations": ["o"], "limiting_problem": "the model underfits", "candidates": list(cands)})
+
+
+def test_weighted_score_matches_reference_weights():
+    g = _gradient(_cand("idea a", alignment=10, impact=10, novelty=10, feasibility=10, risk_reward=10), _cand("idea b"))
+    assert g.candidates[0].scores.weighted() == pytest.approx(10.0)
+    assert g.candidates[1].scores.weighted() == pytest.approx(5.0)
+    assert _gradient(_cand("idea c", impact=10)).candidates[0].scores.weighted() == pytest.approx(7.0)
+
+
+def test_highest_total_wins_without_momentum():
+    g = _gradient(_cand("low impact idea", impact=3), _cand("high impact idea", impact=9))
+    chosen, ranking = select_direction(g, support=[0, 0], tried=[], momentum_weight=2, repeat_penalty=3)
+    assert chosen.hypothesis == "high impact idea"
+    assert [r.total for r in ranking] == [pytest.approx(4.2), pytest.approx(6.6)]
+
+
+def test_momentum_can_tip_the_choice():
+    g = _gradient(_cand("plain idea", impact=6), _cand("idea like past successes", impact=5))
+    chosen, ranking = select_direction(g, support=[0.0, 0.9], tried=[], momentum_weight=2, repeat_penalty=3)
+    assert chosen.hypothesis == "idea like past successes"
+    assert ranking[1].momentum == pytest.approx(1.8)
+
+
+def test_repeating_a_rejected_idea_is_penalised():
+    g = _gradient(_cand("switch to lightgbm gradient boosting", impact=7), _cand("add polynomial features", impact=6))
+    chosen, ranking = select_direction(
+        g, support=[0, 0], tried=["switch to lightgbm gradient boosting"], momentum_weight=2, repeat_penalty=3
+    )
+    assert chosen.hypothesis == "add polynomial features"
+    assert ranking[0].repeat == pytest.approx(3.0)
+
+
+def test_ties_go_to_the_first_candidate():
+    g = _gradient(_cand("first"), _cand("second"))
+    chosen, _ = select_direction(g, support=[0, 0], tried=[], momentum_weight=0, repeat_penalty=0)
+    assert chosen.hypothesis == "first"
+
+
+def test_component_aliases_and_score_clamping():
+    g = _gradient(_cand("idea x", component="FeatureEng", impact=11, novelty=0))
+    assert g.candidates[0].component == "features"
+    assert g.candidates[0].scores.impact == 10 and g.candidates[0].scores.novelty == 1
+
+
+def test_invalid_gradients_are_rejected():
+    with pytest.raises(ValidationError):
+        _gradient()
+    with pytest.raises(ValidationError):
+        _gradient(_cand("x", component="astrology"))
+    with pytest.raises(ValidationError):
+        Gradient.model_validate({"observations": [], "candidates": [_cand("x")]})
