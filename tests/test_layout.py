@@ -148,3 +148,40 @@ def test_the_packaging_list_names_every_subpackage() -> None:
 def test_every_package_says_what_it_holds(unit: str) -> None:
     doc = ast.get_docstring(ast.parse((PACKAGE / unit / "__init__.py").read_text(encoding="utf-8")))
     assert doc, f"gome_agent/{unit}/__init__.py needs a docstring naming the concept it holds"
+
+
+def test_every_strategy_is_registered_and_selectable() -> None:
+    from typing import get_args
+
+    from gome_agent.config import RunConfig
+    from gome_agent.strategies import STRATEGIES, strategy_class
+    from gome_agent.strategies.base import Strategy
+
+    assert set(get_args(RunConfig.model_fields["strategy"].annotation)) == set(STRATEGIES)
+    for name in STRATEGIES:
+        cls = strategy_class(name)
+        assert issubclass(cls, Strategy) and cls.name == name
+    with pytest.raises(KeyError, match="unknown strategy 'mcts'"):
+        strategy_class("mcts")
+
+
+def test_static_checks_find_nothing() -> None:
+    import io
+
+    from pyflakes.api import checkRecursive
+    from pyflakes.reporter import Reporter
+
+    out = io.StringIO()
+    count = checkRecursive([str(PACKAGE), str(ROOT / "tests"), str(ROOT / "prompts")], Reporter(out, out))
+    assert count == 0, out.getvalue()
+
+
+def test_readme_layout_table_names_every_package_and_module() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Layout"):]
+    missing = [f"{unit}/" for unit in LAYER_OF if (PACKAGE / unit).is_dir() and f"`{unit}/`" not in table]
+    for package in ("task", "execution", "optimizer", "records", "strategies", "views", "run"):
+        missing += [f"{package}/{p.name}" for p in (PACKAGE / package).glob("*.py")
+                    if p.name != "__init__.py" and f"`{p.name}`" not in table]
+    missing += [f"{u}.py" for u in LAYER_OF if (PACKAGE / f"{u}.py").is_file() and f"`{u}.py`" not in table]
+    assert missing == []

@@ -19,11 +19,11 @@ from gome_agent.bench.prepare import load_competition, prepare
 from gome_agent.config import RunConfig
 from gome_agent.llm.config import LLMConfig
 from gome_agent.llm.local import prepare_local_llm, start_server
+from gome_agent.records.events import EventLog, RunFinished
+from gome_agent.run.coordinator import run
 from gome_agent.views.progress import headline
 from gome_agent.views.progress import table as progress_table
-from gome_agent.records.events import EventLog, RunFinished
 from gome_agent.views.report import write_report
-from gome_agent.run.coordinator import run
 from gome_agent.views.runview import RunView
 from gome_agent.views.traces_io import export_traces, import_traces
 

@@ -19,8 +19,8 @@ from gome_agent.config import ExecutionConfig, RunConfig
 from gome_agent.errors import GomeError
 from gome_agent.llm.config import LLMConfig
 from gome_agent.llm.local import prepare_local_llm, start_server
-from gome_agent.views.report import write_report
 from gome_agent.run.coordinator import RunSummary, run
+from gome_agent.views.report import write_report
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,12 @@ from gome_agent.bench.overhead import ANALYSIS
 from gome_agent.bench.scripted import ScriptedPolicy
 from gome_agent.config import RunConfig
 from gome_agent.execution.executor import Executor, RunSpec
+from gome_agent.execution.scheduler import NvmlSource, default_source
 from gome_agent.llm.client import LLMClient
 from gome_agent.llm.config import LLMConfig
 from gome_agent.llm.providers.scripted import ScriptedProvider
 from gome_agent.records.events import EventLog
 from gome_agent.run.coordinator import run
-from gome_agent.execution.scheduler import NvmlSource, default_source
 
 SIMULATED_GPU_MB = 16_000
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from gome_agent import jsonl
-from gome_agent.optimizer.budget import Budget
 from gome_agent.errors import ConfigError
+from gome_agent.optimizer.budget import Budget
 
 
 class RunInfo(BaseModel):

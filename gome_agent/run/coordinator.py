@@ -38,17 +38,13 @@ from types import FrameType
 from typing import Protocol
 
 from gome_agent import __version__, jsonl
-
+from gome_agent.config import RunConfig
+from gome_agent.errors import ConfigError, GomeError, LLMFatalError, PromptError
+from gome_agent.execution.environment import detect_environment
+from gome_agent.llm.client import LLMClient, create_client
+from gome_agent.optimizer.budget import Budget
 from gome_agent.records import runinfo
 from gome_agent.records.best import BestKeeper
-from gome_agent.optimizer.budget import Budget
-from gome_agent.config import RunConfig
-from gome_agent.execution.environment import detect_environment
-from gome_agent.errors import ConfigError, GomeError, LLMFatalError, PromptError
-from gome_agent.task.fallback import build_constant_submission
-from gome_agent.llm.client import LLMClient, create_client
-from gome_agent.views.progress import Progress
-from gome_agent.strategies.prompts import Prompts, check_prompts
 from gome_agent.records.events import (
     EventLog,
     FallbackWritten,
@@ -58,11 +54,14 @@ from gome_agent.records.events import (
     TaskAnalyzed,
     TraceExited,
 )
-from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission
 from gome_agent.run.selection import FinalSelector
-from gome_agent.task.analysis import Task, analyze_task
-from gome_agent.task.scan import competition_id_of, scan_competition
 from gome_agent.run.worker import FATAL_EXIT, build_trace, load_config, load_task, make_executor, make_scheduler
+from gome_agent.strategies.prompts import Prompts, check_prompts
+from gome_agent.task.analysis import Task, analyze_task
+from gome_agent.task.fallback import build_constant_submission
+from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission
+from gome_agent.task.scan import competition_id_of, scan_competition
+from gome_agent.views.progress import Progress
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from gome_agent.records.best import BestKeeper
-from gome_agent.optimizer.budget import Budget
 from gome_agent.execution.executor import Executor, RunSpec
-from gome_agent.records.events import Rerun, EventLog, FinalSelection, StepRecord
-from gome_agent.task.sample import SampleSubmission
 from gome_agent.execution.scheduler import ResourceScheduler, needs_gpu
-from gome_agent.task.submission import check_outputs
+from gome_agent.optimizer.budget import Budget
+from gome_agent.records.best import BestKeeper
+from gome_agent.records.events import EventLog, FinalSelection, Rerun, StepRecord
 from gome_agent.task.analysis import Task
+from gome_agent.task.sample import SampleSubmission
+from gome_agent.task.submission import check_outputs
 
 log = logging.getLogger(__name__)
 

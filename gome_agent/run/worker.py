@@ -18,23 +18,23 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from gome_agent.records import runinfo
-from gome_agent.records.best import BestKeeper
 from gome_agent.config import RunConfig
-from gome_agent.execution.executor import Executor
-from gome_agent.llm.client import LLMClient, create_client
-from gome_agent.task.grading_server import GradingServer
-from gome_agent.optimizer.momentum import SuccessMemory
-from gome_agent.strategies.prompts import Prompts
 from gome_agent.errors import LLMFatalError
-from gome_agent.records.events import EventLog, Note
-from gome_agent.task.sample import load_sample_submission
+from gome_agent.execution.executor import Executor
 from gome_agent.execution.sandbox import die_with_parent
 from gome_agent.execution.scheduler import FakeGpuSource, ResourceScheduler, default_source
-from gome_agent.task.analysis import Task
+from gome_agent.llm.client import LLMClient, create_client
+from gome_agent.optimizer.momentum import SuccessMemory
+from gome_agent.records import runinfo
+from gome_agent.records.best import BestKeeper
+from gome_agent.records.events import EventLog, Note
 from gome_agent.strategies import strategy_class
+from gome_agent.strategies.prompts import Prompts
 from gome_agent.strategies.step import Services, TraceState
 from gome_agent.strategies.trace import Trace
+from gome_agent.task.analysis import Task
+from gome_agent.task.grading_server import GradingServer
+from gome_agent.task.sample import load_sample_submission
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from gome_agent.errors import TaskError
+from gome_agent.task.analysis import Task
 from gome_agent.task.metrics import normalize_metric_name
 from gome_agent.task.sample import SampleSubmission, read_csv_checked
-from gome_agent.task.analysis import Task
 
 PROBABILITY_EPS = 1e-3  # keeps log loss finite when a class never occurs in training
 MAX_TRAIN_ROWS = 2_000_000  # a constant needs no more; big label files (taxi fares) stay fast

@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from gome_agent.optimizer.budget import format_duration
 from gome_agent.errors import ConfigError
+from gome_agent.optimizer.budget import format_duration
 from gome_agent.views.runview import RunReader, RunView, fmt_score, fmt_usd
 
 log = logging.getLogger(__name__)

@@ -29,10 +29,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from gome_agent.records.best import BestInfo
-from gome_agent.optimizer.budget import format_duration
 from gome_agent.errors import ConfigError
+from gome_agent.optimizer.budget import format_duration
 from gome_agent.optimizer.momentum import MemoryEntry
+from gome_agent.records.best import BestInfo
 from gome_agent.records.events import (
     DraftApproach,
     Event,

@@ -48,13 +48,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from gome_agent import __version__, jsonl
-from gome_agent.records.best import BestInfo
 from gome_agent.errors import ConfigError
 from gome_agent.optimizer.gradient import Gradient, RankedDirection
-from gome_agent.task.metrics import known_direction
 from gome_agent.optimizer.momentum import MemoryEntry
+from gome_agent.records.best import BestInfo
 from gome_agent.records.events import RunFinished, RunStarted, StepKind, StepRecord, StepStatus, TaskAnalyzed
 from gome_agent.records.runinfo import RunInfo
+from gome_agent.task.metrics import known_direction
 from gome_agent.views.runview import RunView, epoch_of, read_json_object
 
 TAIL_CHARS = 2000

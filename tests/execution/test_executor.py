@@ -16,8 +16,8 @@ from textwrap import dedent
 import psutil
 import pytest
 
-from gome_agent.execution import executor as executor_module
 from gome_agent.errors import ExecutorError
+from gome_agent.execution import executor as executor_module
 from gome_agent.execution.executor import TAIL_CHARS, Executor, RunResult, RunSpec, namespaces_available
 
 MODES = [

@@ -15,7 +15,14 @@ from textwrap import dedent
 import psutil
 import pytest
 
-from gome_agent.execution.executor import Executor, RunSpec, _init_command, _init_env, _wrapper_prefix, namespaces_available
+from gome_agent.execution.executor import (
+    Executor,
+    RunSpec,
+    _init_command,
+    _init_env,
+    _wrapper_prefix,
+    namespaces_available,
+)
 from gome_agent.execution.sandbox import SETUP_FAILED, STARTED, SandboxSpec, _is_under, _unescape, kill_descendants
 
 REPO = Path(__file__).resolve().parents[2]

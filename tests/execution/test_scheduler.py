@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from gome_agent import jsonl
-from gome_agent.execution import scheduler as scheduler_module
 from gome_agent.errors import ConfigError
+from gome_agent.execution import scheduler as scheduler_module
 from gome_agent.execution.scheduler import (
     FakeGpuSource,
     Lease,

@@ -36,16 +36,16 @@ import pytest
 from gome_agent import secrets as secrets_module
 from gome_agent.bench.competitions import build_breast_cancer
 from gome_agent.bench.scripted import ScriptedPolicy, template_of
-from gome_agent.records.best import BestInfo
 from gome_agent.config import RunConfig, build_config
 from gome_agent.llm.client import LLMClient
 from gome_agent.llm.providers import build_provider
 from gome_agent.llm.types import Message
 from gome_agent.optimizer.momentum import MemoryEntry
+from gome_agent.records.best import BestInfo
 from gome_agent.records.events import EventLog, RunFinished, StepRecord
 from gome_agent.run.coordinator import RunSummary, run
-from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission
 from gome_agent.secrets import is_secret_name
+from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission
 from gome_agent.task.submission import check_submission
 from tests.fake_llm import FakeLLMServer, FakeRequest, Reply
 from tests.scripted_agent import ANALYSIS

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gome_agent.bench import demo as demo_module
 from gome_agent.bench import compare as compare_module
+from gome_agent.bench import demo as demo_module
 from gome_agent.bench.competitions import build_competition, get_spec
 from gome_agent.errors import ExecutorError
 from gome_agent.execution.executor import Executor, namespaces_available

@@ -14,9 +14,9 @@ import time
 import psutil
 import pytest
 
-from gome_agent.records import runinfo
-from gome_agent.optimizer.budget import Budget
 from gome_agent.llm.retry import RetryLoop
+from gome_agent.optimizer.budget import Budget
+from gome_agent.records import runinfo
 from gome_agent.records.events import EventLog, RunFinished, TraceExited
 from tests.faults.conftest import (
     ROOT,

@@ -26,8 +26,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gome_agent.llm import local as localllm
 from gome_agent.errors import ConfigError
+from gome_agent.llm import local as localllm
 from gome_agent.llm.local import (
     MODELS,
     BuildError,

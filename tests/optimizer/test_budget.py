@@ -1,7 +1,7 @@
 import pytest
 
-from gome_agent.optimizer.budget import Budget, format_duration
 from gome_agent.config import StageConfig
+from gome_agent.optimizer.budget import Budget, format_duration
 
 
 class Clock:

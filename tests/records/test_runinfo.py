@@ -1,8 +1,8 @@
 
 import pytest
 
-from gome_agent.records import runinfo
 from gome_agent.errors import ConfigError
+from gome_agent.records import runinfo
 
 
 def test_start_heartbeat_and_resume_count_the_time_spent(tmp_path):

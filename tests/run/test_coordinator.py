@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from gome_agent.records import runinfo
 from gome_agent.bench.competitions import build_breast_cancer
 from gome_agent.bench.scripted import ScriptedPolicy
 from gome_agent.config import RunConfig, build_config
@@ -19,11 +18,12 @@ from gome_agent.llm.config import LLMConfig
 from gome_agent.llm.providers import build_provider
 from gome_agent.llm.types import Message
 from gome_agent.optimizer.momentum import SuccessMemory
+from gome_agent.records import runinfo
 from gome_agent.records.events import DraftApproach, EventLog, RunStarted
 from gome_agent.run.coordinator import run
+from gome_agent.run.worker import build_trace
 from gome_agent.task.sample import find_sample_submission, load_sample_submission
 from gome_agent.task.submission import check_submission
-from gome_agent.run.worker import build_trace
 from tests.fake_llm import FakeRequest
 from tests.scripted_agent import ANALYSIS
 

@@ -7,15 +7,15 @@ import time
 import pandas as pd
 import pytest
 
-from gome_agent.records.best import BestKeeper
 from gome_agent.bench.competitions import build_breast_cancer
-from gome_agent.optimizer.budget import Budget
 from gome_agent.execution.executor import Executor
-from gome_agent.records.events import Rerun, EventLog, FinalSelection, StepRecord, now_iso
-from gome_agent.task.sample import find_sample_submission, load_sample_submission
 from gome_agent.execution.scheduler import NoGpuSource, ResourceScheduler
+from gome_agent.optimizer.budget import Budget
+from gome_agent.records.best import BestKeeper
+from gome_agent.records.events import EventLog, FinalSelection, Rerun, StepRecord, now_iso
 from gome_agent.run.selection import FinalSelector, pick_candidates, robust_order
 from gome_agent.strategies.prompt_samples import sample_task
+from gome_agent.task.sample import find_sample_submission, load_sample_submission
 
 SOLUTION = '''import json, os
 import pandas as pd

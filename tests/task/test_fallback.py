@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gome_agent.task.analysis import Task
 from gome_agent.task.fallback import PROBABILITY_EPS, build_constant_submission
 from gome_agent.task.sample import SampleSubmission, load_sample_submission
-from gome_agent.task.analysis import Task
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:

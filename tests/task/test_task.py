@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from gome_agent.task import scan as task_module
 from gome_agent.errors import TaskError
-from gome_agent.task.sample import load_sample_submission
+from gome_agent.task import scan as task_module
 from gome_agent.task.analysis import Task, TaskAnalysis, analyze_task, check_analysis
+from gome_agent.task.sample import load_sample_submission
 from gome_agent.task.scan import CompetitionScan, FileInfo, scan_competition
 from tests.shared import shared
 
