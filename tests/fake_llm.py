@@ -112,6 +112,9 @@ class Reply:
     close_connection: bool = False
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
+    # The reply hit the output token limit: finish_reason "length" (Chat), status "incomplete"
+    # with reason "max_output_tokens" (Responses), stop_reason "max_tokens" (Messages).
+    truncated: bool = False
 
 
 Responder = Callable[[FakeRequest], "Reply | str"]
@@ -387,7 +390,7 @@ def _chat_body(request: FakeRequest, reply: Reply, usage: _Usage, ident: str) ->
                     "annotations": [],
                 },
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": "length" if reply.truncated else "stop",
             }
         ],
         "usage": _chat_usage(usage),
@@ -413,7 +416,8 @@ def _chat_events(request: FakeRequest, reply: Reply, usage: _Usage, ident: str) 
     key = "refusal" if reply.refusal is not None else "content"
     events = [chunk([delta(role="assistant", content="" if key == "content" else None, refusal=None)])]
     events += [chunk([delta(**{key: piece})]) for piece in _pieces(reply.refusal or reply.text)]
-    events.append(chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]))
+    finish = "length" if reply.truncated else "stop"
+    events.append(chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}]))
     if (request.body.get("stream_options") or {}).get("include_usage"):
         events.append(chunk([], usage=_chat_usage(usage)))
     events.append((None, "[DONE]"))
@@ -456,7 +460,7 @@ def _responses_body(
         "id": f"resp_fake{ident}",
         "object": "response",
         "created_at": time.time(),
-        "status": "completed" if done else "in_progress",
+        "status": ("incomplete" if reply.truncated else "completed") if done else "in_progress",
         "completed_at": time.time() if done else None,
         "model": request.model,
         "output": [_responses_item(reply, ident, True)] if done else [],
@@ -468,7 +472,7 @@ def _responses_body(
         "temperature": request.body.get("temperature"),
         "top_p": None,
         "error": None,
-        "incomplete_details": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if done and reply.truncated else None,
         "metadata": {},
         "usage": _responses_usage(usage) if done else None,
     }
@@ -493,7 +497,8 @@ def _responses_events(request: FakeRequest, reply: Reply, usage: _Usage, ident: 
     raw += [
         {"type": "response.content_part.done", **at, "part": _responses_part(reply, True)},
         {"type": "response.output_item.done", "output_index": 0, "item": _responses_item(reply, ident, True)},
-        {"type": "response.completed", "response": _responses_body(request, reply, usage, ident)},
+        {"type": "response.incomplete" if reply.truncated else "response.completed",
+         "response": _responses_body(request, reply, usage, ident)},
     ]
     return [(event["type"], {**event, "sequence_number": n}) for n, event in enumerate(raw)]
 
@@ -513,7 +518,7 @@ def _messages_usage(usage: _Usage) -> dict[str, Any]:
 def _messages_stop(reply: Reply) -> tuple[str, dict[str, Any] | None]:
     if reply.refusal is not None:
         return "refusal", {"type": "refusal", "category": None, "explanation": reply.refusal}
-    return "end_turn", None
+    return ("max_tokens" if reply.truncated else "end_turn"), None
 
 
 def _messages_body(request: FakeRequest, reply: Reply, usage: _Usage, ident: str) -> dict[str, Any]:

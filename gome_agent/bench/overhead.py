@@ -6,7 +6,9 @@ step wall time - LLM time - solution run time. To stand in for a multi-trace
 run, every diagnosis also adds two successes from "other traces" to the shared
 memory, so the memory grows about three times faster than one trace alone
 would make it. Goals (issue #2): mean overhead under 200 ms per step, and the
-diagnosis prompt at step 100 at most 1.5 times the one at step 10.
+diagnosis prompt at step 100 at most 1.5 times the one at step 10. It also reports the
+size of every decision prompt (draft, gradient, update, ...) at step 10 and at the last
+step, and checks that each holds the description, the file listing and the environment.
 """
 
 from __future__ import annotations
@@ -45,13 +47,40 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def _gradient_prompt_chars(calls_log: Path) -> dict[int, int]:
-    """Characters of the diagnosis prompt, by step."""
-    sizes = {}
+DECISION_ROLES = ("draft", "gradient", "update", "debug", "direct")
+
+
+def _prompt_sizes(calls_log: Path) -> dict[str, dict[int, int]]:
+    """Characters of each decision prompt (first asks only, not re-asks), by role and step."""
+    sizes: dict[str, dict[int, int]] = {}
     for call in jsonl.iter_raw(calls_log):
-        if call.get("role") == "gradient" and not call.get("tags", {}).get("repair"):
-            sizes[call["tags"]["step"]] = sum(len(m["content"]) for m in call.get("messages") or [])
+        tags = call.get("tags", {})
+        if call.get("role") in DECISION_ROLES and not tags.get("repair") and not tags.get("reask"):
+            sizes.setdefault(call["role"], {})[tags["step"]] = sum(len(m["content"]) for m in call.get("messages") or [])
     return sizes
+
+
+def _at(by_step: dict[int, int], step: int) -> int | None:
+    """The size at `step`, or at the last step before it that sent this prompt."""
+    earlier = [s for s in by_step if s <= step]
+    return by_step[max(earlier)] if earlier else None
+
+
+def _missing_context(calls_log: Path, workdir: Path) -> dict[str, object]:
+    """Decision prompts that lack the description, the file listing or the environment line."""
+    task = json.loads((workdir / "task.json").read_text(encoding="utf-8"))
+    environment = json.loads((workdir / "environment.json").read_text(encoding="utf-8"))["text"]
+    needles = {"description": task["prompt_description"][:300], "files": "Files (paths relative to the competition",
+               "environment": environment}
+    checked, missing = 0, []
+    for call in jsonl.iter_raw(calls_log):
+        if call.get("role") not in DECISION_ROLES:
+            continue
+        text = "\n".join(m["content"] for m in call.get("messages") or [])
+        checked += 1
+        missing += [f"{call['role']} step {call['tags'].get('step')}: {name}" for name, needle in needles.items()
+                    if needle not in text]
+    return {"checked": checked, "missing": missing[:20]}
 
 
 def measure(steps: int, workdir: Path) -> dict[str, object]:
@@ -79,9 +108,17 @@ def measure(steps: int, workdir: Path) -> dict[str, object]:
     run(config, llm=llm)
     records = EventLog(config.workdir / "events.jsonl").steps()
     overheads = [r.overhead_s * 1000 for r in records]
-    sizes = _gradient_prompt_chars(config.workdir / "llm_calls.jsonl")
-    at10, at100 = sizes.get(10), sizes.get(100)
+    calls = config.workdir / "llm_calls.jsonl"
+    sizes = _prompt_sizes(calls)
+    prompts = {}
+    for role, by_step in sorted(sizes.items()):
+        first, last = _at(by_step, 10), _at(by_step, steps)
+        prompts[role] = {"step_10": first, f"step_{steps}": last,
+                         "ratio": round(last / first, 3) if first and last else None}
+    gradient = sizes.get("gradient", {})
+    at10, at100 = gradient.get(10), gradient.get(100)
     ratio = round(at100 / at10, 3) if at10 and at100 else None
+    context = _missing_context(calls, config.workdir)
     mean = statistics.fmean(overheads)
     return {
         "steps": len(records),
@@ -90,7 +127,10 @@ def measure(steps: int, workdir: Path) -> dict[str, object]:
         "overhead_ms": {"mean": round(mean, 1), "p50": round(_percentile(overheads, 0.5), 1),
                         "p95": round(_percentile(overheads, 0.95), 1), "max": round(max(overheads), 1)},
         "gradient_prompt_chars": {"step_10": at10, "step_100": at100, "ratio": ratio},
-        "goals": {"overhead_under_200ms": mean < 200, "prompt_ratio_at_most_1_5": ratio is not None and ratio <= 1.5},
+        "prompt_chars": prompts,
+        "decision_prompts_with_task_context": context,
+        "goals": {"overhead_under_200ms": mean < 200, "prompt_ratio_at_most_1_5": ratio is not None and ratio <= 1.5,
+                  "every_decision_prompt_has_the_task": not context["missing"]},
     }
 
 

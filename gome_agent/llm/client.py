@@ -205,7 +205,7 @@ class LLMClient:
         result = Structured[schema]  # type: ignore[valid-type]
         first = self.complete(messages, role=role, json_mode=self.config.json_mode, deadline=deadline, tags=base_tags)
         try:
-            return result(value=parse_json_as(first.text, schema), completions=[first])
+            return result(value=_parse_whole(first, schema), completions=[first])
         except ValueError as exc:
             problem = str(exc)
         if len(problem) > _REPAIR_ERROR_CHARS:
@@ -217,7 +217,9 @@ class LLMClient:
                 role="user",
                 content=(
                     f"Your reply could not be used: {problem}\n"
-                    "Reply with only the corrected JSON object: no prose, no code fences."
+                    + ("Reply with a shorter JSON object (fewer and shorter items), and only the object: "
+                       "no prose, no code fences." if first.cut else
+                       "Reply with only the corrected JSON object: no prose, no code fences.")
                 ),
             ),
         ]
@@ -225,7 +227,7 @@ class LLMClient:
             repair, role=role, json_mode=self.config.json_mode, deadline=deadline, tags={**base_tags, "repair": True}
         )
         try:
-            return result(value=parse_json_as(second.text, schema), completions=[first, second])
+            return result(value=_parse_whole(second, schema), completions=[first, second])
         except ValueError as exc:
             raise LLMOutputError(
                 f"the {role} reply is still unusable after the repair re-ask ({schema.__name__}): {exc}",
@@ -282,6 +284,15 @@ class LLMClient:
         except OSError as exc:
             # A full disk must not turn a good answer into a failed call; the ledger still counts it.
             log.error("could not append to %s: %s", self.calls_log, exc)
+
+
+def _parse_whole(completion: Completion, schema: type[T]) -> T:
+    """The reply parsed into `schema`; a reply cut off at the output limit is never parsed (a JSON
+    object found in it could be an example or a fragment, not the whole answer)."""
+    if completion.cut:
+        raise ValueError(f"the reply was cut off at the output limit ({completion.usage.output_tokens} tokens) "
+                         "before the JSON object ended")
+    return parse_json_as(completion.text, schema)
 
 
 def create_client(config: LLMConfig, calls_log: Path | None, *, context: dict[str, Any] | None = None) -> LLMClient:

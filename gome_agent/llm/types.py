@@ -51,6 +51,11 @@ class Completion(BaseModel):
     attempts: int
     finish_reason: str | None
 
+    @property
+    def cut(self) -> bool:
+        """Whether the reply was cut off at the output limit before it ended."""
+        return self.finish_reason in ("length", "length_cut")
+
 
 class Structured(BaseModel, Generic[T]):
     """A reply parsed into a schema, with the completions it took (2 when the repair re-ask was used)."""

@@ -24,6 +24,7 @@ from typing import Any
 
 from gome_agent.config import RunConfig, build_config, load_config_file, parse_duration
 from gome_agent.errors import ConfigError, GomeError, TaskError
+from gome_agent.mlebench.instructions import write_adapted
 from gome_agent.task.sample import find_sample_submission, load_sample_submission
 
 log = logging.getLogger(__name__)
@@ -83,11 +84,16 @@ def container_config(args: Any, env: Mapping[str, str] | None = None) -> tuple[R
         time_limit = parse_duration(env["TIME_LIMIT_SECS"])
     else:
         raise ConfigError("no time limit: pass --time-limit or set TIME_LIMIT_SECS (start.sh does both)")
+    workdir = Path(args.workdir or paths.agent / "run")
+    description = None
+    if args.description is not None:
+        # MLE-bench's paths rewritten to the solution contract's, beside the run (the data stays read-only).
+        description = write_adapted(Path(args.description), workdir / "instructions.md")
     overrides: dict[str, Any] = {
         "data_dir": paths.data,
-        "workdir": args.workdir or paths.agent / "run",
+        "workdir": workdir,
         "time_limit_s": time_limit,
-        "description_path": args.description,
+        "description_path": description,
         "validation_server": env.get("GOME_GRADING_SERVER", DEFAULT_SERVER),
         "mirror_submission_dir": paths.submission,
         "mirror_code_dir": paths.code,

@@ -2,14 +2,17 @@
 
 An update is a minimal change to the current best code, written as
 SEARCH/REPLACE blocks; a draft (or a change that touches most of the file) is a
-whole file in a ```python block. Blocks must match exactly; a block that does
-not is reported precisely so the model can correct it.
+whole file in a ```python block. A block matches whole lines (see `_locate`); a
+block that does not, or a reply with an incomplete block, is reported precisely
+so the model can correct it, and nothing of it is applied.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gome_agent.errors import GomeError
@@ -23,6 +26,7 @@ _BLOCK = re.compile(
     r"^<{5,9} ?SEARCH[^\n]*\n(?P<search>.*?)^={5,9}[ \t]*\n(?P<replace>.*?)^>{5,9} ?REPLACE[^\n]*$",
     re.DOTALL | re.MULTILINE,
 )
+_OPENING = re.compile(r"^<{5,9} ?SEARCH", re.MULTILINE)
 _FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(?P<code>.*?)^```", re.DOTALL | re.MULTILINE)
 _SUMMARY = re.compile(r"^\s*(?:\*\*)?(Change|Approach)(?:\*\*)?\s*:\s*(?P<text>.+)$", re.MULTILINE | re.IGNORECASE)
 
@@ -46,6 +50,13 @@ def parse_reply(text: str) -> CodeReply:
     summary_match = _SUMMARY.search(text)
     summary = summary_match.group("text").strip() if summary_match else ""
     edits = [Edit(m.group("search"), m.group("replace")) for m in _BLOCK.finditer(text)]
+    opened = len(_OPENING.findall(text))
+    if opened > len(edits):
+        # A block without its divider or end (a reply cut short): applying the others would half-apply the change.
+        raise EditError(
+            f"{opened - len(edits)} of the reply's {opened} edit blocks are incomplete (a SEARCH without its "
+            "======= or >>>>>>> REPLACE line); nothing was applied; reply with every block complete"
+        )
     if edits:
         return CodeReply(summary, edits, None)
     blocks = [m.group("code") for m in _FENCE.finditer(text)]
@@ -58,27 +69,71 @@ def parse_reply(text: str) -> CodeReply:
     )
 
 
-def _locate(code: str, search: str) -> tuple[int, int] | None:
-    """Span of `search` in `code`: exact, else ignoring trailing whitespace on each line."""
-    count = code.count(search)
-    if count == 1:
-        start = code.index(search)
-        return start, start + len(search)
-    if count > 1:
-        return None
-    lines = code.splitlines(keepends=True)
-    wanted = [ln.rstrip() for ln in search.splitlines()]
-    while wanted and not wanted[-1]:
+def _lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def _whole_line_hits(code_lines: list[str], wanted: list[str], norm: Callable[[str], str]) -> list[int]:
+    want = [norm(w) for w in wanted]
+    have = [norm(ln.rstrip("\r\n")) for ln in code_lines]
+    n = len(want)
+    return [i for i in range(len(have) - n + 1) if have[i : i + n] == want]
+
+
+def _reindent(replacement: str, search_first: str, code_first: str) -> str:
+    """The replacement with the search's indentation swapped for the matched code's."""
+    old = search_first[: len(search_first) - len(search_first.lstrip())]
+    new = code_first[: len(code_first) - len(code_first.lstrip())]
+    out = []
+    for line in _lines(replacement):
+        out.append(new + line[len(old):] if line.startswith(old) and line.strip() else line)
+    return "".join(out)
+
+
+def _locate(code: str, edit: Edit, number: int) -> tuple[int, int, str]:
+    """Where the SEARCH part of `edit` is in `code`, and the text that replaces it.
+
+    A SEARCH part matches whole lines: exactly, else ignoring trailing whitespace, else ignoring
+    all indentation (the replacement is then re-indented to the code's). Only a one-line SEARCH
+    may match a piece of a line, once in the code and between word boundaries (so `max = 100`
+    never edits `n_max = 100`).
+    """
+    code_lines = _lines(code)
+    wanted = edit.search.splitlines()
+    while wanted and not wanted[-1].strip():
         wanted.pop()
-    if not wanted:
-        return None
-    stripped = [ln.rstrip() for ln in lines]
-    hits = [i for i in range(len(lines) - len(wanted) + 1) if stripped[i : i + len(wanted)] == wanted]
-    if len(hits) != 1:
-        return None
-    start = sum(len(ln) for ln in lines[: hits[0]])
-    end = start + sum(len(ln) for ln in lines[hits[0] : hits[0] + len(wanted)])
-    return start, end
+    replacement = edit.replace
+    for norm in (lambda x: x, str.rstrip, str.strip):
+        hits = _whole_line_hits(code_lines, wanted, norm)
+        if len(hits) > 1:
+            raise EditError(
+                f"edit block {number}: its SEARCH part occurs {len(hits)} times in main.py; "
+                "include more surrounding lines so it is unique"
+            )
+        if hits:
+            first = hits[0]
+            start = sum(len(ln) for ln in code_lines[:first])
+            end = start + sum(len(ln) for ln in code_lines[first : first + len(wanted)])
+            if norm is str.strip:
+                replacement = _reindent(replacement, wanted[0], code_lines[first])
+            if code[start:end].endswith("\n") and replacement and not replacement.endswith("\n"):
+                replacement += "\n"
+            return start, end, replacement
+    if len(wanted) == 1 and wanted[0].strip():
+        piece = wanted[0].strip()
+        spots = [m.start() for m in re.finditer(rf"(?<!\w){re.escape(piece)}(?!\w)", code)]
+        if len(spots) == 1:
+            return spots[0], spots[0] + len(piece), replacement.strip("\n").strip()
+        if len(spots) > 1:
+            raise EditError(
+                f"edit block {number}: its SEARCH part occurs {len(spots)} times in main.py; "
+                "copy whole lines, with enough of them to be unique"
+            )
+    first_line = edit.search.strip().splitlines()[0][:120]
+    raise EditError(
+        f"edit block {number}: its SEARCH part does not match main.py exactly, as whole lines "
+        f"(it starts with {first_line!r}); copy the lines exactly as they are in the current code"
+    )
 
 
 def apply_edits(code: str, edits: list[Edit]) -> str:
@@ -86,27 +141,7 @@ def apply_edits(code: str, edits: list[Edit]) -> str:
     for number, edit in enumerate(edits, 1):
         if not edit.search.strip():
             raise EditError(f"edit block {number} has an empty SEARCH part; copy the lines to replace")
-        if code.count(edit.search) > 1:
-            raise EditError(
-                f"edit block {number}: its SEARCH part occurs {code.count(edit.search)} times in main.py; "
-                "include more surrounding lines so it is unique"
-            )
-        search, replacement = edit.search, edit.replace
-        span = _locate(code, search)
-        if span is None and code.count(search.rstrip("\n")) == 1:
-            # A SEARCH part that is a piece of one line: its block's final newline is not in the code.
-            search, replacement = search.rstrip("\n"), replacement.rstrip("\n")
-            start = code.index(search)
-            span = (start, start + len(search))
-        if span is None:
-            first = edit.search.strip().splitlines()[0][:120]
-            raise EditError(
-                f"edit block {number}: its SEARCH part does not match main.py exactly "
-                f"(it starts with {first!r}); copy the lines exactly as they are in the current code"
-            )
-        start, end = span
-        if code[start:end].endswith("\n") and replacement and not replacement.endswith("\n"):
-            replacement += "\n"
+        start, end, replacement = _locate(code, edit, number)
         code = code[:start] + replacement + code[end:]
     return code
 
@@ -125,3 +160,37 @@ def new_code(reply: str, current: str | None) -> tuple[str, str]:
     except SyntaxError as exc:
         raise EditError(f"the resulting main.py is not valid Python: line {exc.lineno}: {exc.msg}") from exc
     return code, parsed.summary
+
+
+@dataclass(frozen=True)
+class DiffSize:
+    """How much a change touched: lines added and removed, and where in the new code."""
+
+    added: int
+    removed: int
+    first: int | None  # first and last changed line of the new code (1-based)
+    last: int | None
+
+    @property
+    def region(self) -> str | None:
+        if self.first is None:
+            return None
+        return f"line {self.first}" if self.first == self.last else f"lines {self.first}-{self.last}"
+
+    def __str__(self) -> str:
+        return f"+{self.added}/-{self.removed} lines" + (f" at {self.region}" if self.region else "")
+
+
+def diff_size(old: str, new: str) -> DiffSize:
+    a, b = old.splitlines(), new.splitlines()
+    added = removed = 0
+    first = last = None
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        removed += i2 - i1
+        added += j2 - j1
+        lo, hi = j1 + 1, max(j1 + 1, j2)
+        first = lo if first is None else min(first, lo)
+        last = hi if last is None else max(last, hi)
+    return DiffSize(added=added, removed=removed, first=first, last=last)

@@ -9,11 +9,14 @@ penalty for repeating what this trace already tried without success.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from gome_agent.optimizer.similarity import TextIndex
+from gome_agent.optimizer.similarity import TextIndex, max_similarity
 
 COMPONENTS = ("data", "features", "model", "ensemble", "workflow")
 Component = Literal["data", "features", "model", "ensemble", "workflow"]
@@ -88,7 +91,7 @@ class Gradient(BaseModel):
 
 
 class RankedDirection(BaseModel):
-    """How a candidate ranked: its own score, momentum and repetition penalty."""
+    """How a candidate ranked: its own score, momentum and repetition penalty, and why."""
 
     hypothesis: str
     component: str
@@ -96,30 +99,104 @@ class RankedDirection(BaseModel):
     momentum: float
     repeat: float
     total: float
+    notes: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Tried:
+    """A step of the trace that did not improve: what it tried and how it ended."""
+
+    step: int
+    hypothesis: str
+    status: Literal["rejected", "failed"]
+    cause: str = ""  # for a failed step, why it failed (the exception, the contract problem)
+
+
+@dataclass(frozen=True)
+class InCode:
+    """An accepted step of the trace: its change is in the current code."""
+
+    step: int
+    hypothesis: str
+
+
+SIMILAR = 0.5  # TF-IDF cosine at which two hypotheses count as the same change
+_RELATED = 0.1  # below this, a tried step has nothing to do with a candidate
+# Words by which a direction says it repairs what went wrong rather than tries the idea afresh.
+_FIX_WORDS = re.compile(
+    r"\b(fix\w*|retry\w*|repair\w*|correct\w*|resolv\w*|handl\w*|avoid\w*|encod\w*|convert\w*|cast\w*|"
+    r"drop\w*|exclud\w*|impute\w*|install\w*|replac\w*|without|instead)\b",
+    re.IGNORECASE,
+)
+
+
+_FAILURE_WORDS = re.compile(r"\b(error\w*|fail\w*|bug\w*|crash\w*|exception\w*|broke\w*)\b", re.IGNORECASE)
+
+
+def _fixes(direction: Direction, tried: Tried) -> bool:
+    """Whether `direction` claims to repair the reason `tried` failed, in words of that reason."""
+    if tried.status != "failed" or not tried.cause:
+        return False
+    text = f"{direction.hypothesis} {direction.reasoning}"
+    names_it = bool(_FAILURE_WORDS.search(text)) or max_similarity(text, [tried.cause]) > 0.05
+    return bool(_FIX_WORDS.search(text)) and names_it
+
+
+def _repeat(direction: Direction, tried: list[Tried], index: TextIndex | None) -> tuple[float, list[str]]:
+    """How much `direction` repeats a change that already did not work (0..1), and why."""
+    if index is None:
+        return 0.0, []
+    sims = index.query(direction.hypothesis)
+    alike = sorted(((t, sim) for t, sim in zip(tried, sims, strict=True) if sim >= _RELATED), key=lambda x: -x[1])
+    worst, notes = 0.0, []
+    for t, sim in alike:
+        same_reason = [u for u, _ in alike if u.status == "failed" and u.cause and u.cause == t.cause]
+        if _fixes(direction, t) and len(same_reason) < 2:
+            notes.append(f"not a repeat: fixes why step {t.step} failed ({t.cause[:120]})")
+            continue
+        if sim > worst:
+            worst = sim
+            why = "scored no better" if t.status == "rejected" else f"failed: {t.cause[:120] or 'see its lesson'}"
+            again = f", as {len(same_reason)} similar steps did" if len(same_reason) >= 2 else ""
+            notes.append(f"repeats step {t.step} ({why}{again}; similarity {sim:.2f})")
+    return worst, notes
 
 
 def select_direction(
     gradient: Gradient,
     *,
     support: list[float],
-    tried: list[str],
+    tried: list[Tried],
+    in_code: Sequence[InCode] = (),
     momentum_weight: float,
     repeat_penalty: float,
 ) -> tuple[Direction, list[RankedDirection]]:
-    """The candidate to apply, and the ranking of all candidates.
+    """The candidate to apply, and the ranking of all candidates with the reasons for each term.
 
-    `support[i]` is candidate i's age-decayed similarity to recorded successes;
-    `tried` holds hypotheses this trace already ran without being accepted.
+    `support[i]` is candidate i's age-decayed similarity to recorded successes. Momentum is not
+    given to a candidate that re-proposes what the current code already holds (`in_code`). The
+    repeat penalty hits a candidate like a step in `tried`, unless that step failed and the
+    candidate says how it repairs that failure (and no two similar steps already failed the same way).
     """
-    repeats = [0.0] * len(gradient.candidates)
-    if tried:
-        index = TextIndex(tried)
-        repeats = [max(index.query(c.hypothesis)) for c in gradient.candidates]
+    index = TextIndex([t.hypothesis for t in tried]) if tried else None
+    present = TextIndex([c.hypothesis for c in in_code]) if in_code else None
     ranking = []
-    for cand, sup, rep in zip(gradient.candidates, support, repeats, strict=True):
+    for cand, sup in zip(gradient.candidates, support, strict=True):
         base = cand.scores.weighted()
+        notes: list[str] = []
         bonus = momentum_weight * sup
+        if present is not None and bonus:
+            sims = present.query(cand.hypothesis)
+            best = max(range(len(sims)), key=lambda i: sims[i])
+            if sims[best] >= SIMILAR:
+                notes.append(f"no momentum: the current code already has this (step {in_code[best].step}: "
+                             f"{in_code[best].hypothesis[:80]})")
+                bonus = 0.0
+        if bonus:
+            notes.append(f"momentum +{bonus:.2f}: like successes in the run's memory")
+        rep, rep_notes = _repeat(cand, tried, index)
         penalty = repeat_penalty * rep
+        notes += rep_notes
         ranking.append(
             RankedDirection(
                 hypothesis=cand.hypothesis,
@@ -128,6 +205,7 @@ def select_direction(
                 momentum=round(bonus, 4),
                 repeat=round(penalty, 4),
                 total=round(base + bonus - penalty, 4),
+                notes=notes,
             )
         )
     best = max(range(len(ranking)), key=lambda i: (ranking[i].total, -i))

@@ -178,9 +178,10 @@ class SuccessMemory:
         weight = similarity * decay + math.tanh(advantage)
         return Recall(entry=entry, age=age, similarity=similarity, decay=decay, advantage=advantage, weight=weight)
 
-    def support(self, texts: list[str]) -> list[float]:
-        """For each text, the strongest age-decayed similarity to any success (0..1)."""
-        pool = self.entries()
+    def support(self, texts: list[str], *, exclude_ids: set[str] | frozenset[str] = frozenset()) -> list[float]:
+        """For each text, the strongest age-decayed similarity to any success (0..1), leaving out
+        `exclude_ids` (the asking trace's own accepted steps, whose changes its code already has)."""
+        pool = [e for e in self.entries() if e.id not in exclude_ids]
         if not pool:
             return [0.0] * len(texts)
         now = self.now()

@@ -69,6 +69,11 @@ class StepRecord(_Event):
     run_status: str | None = None
     message: str = ""
     lesson: str = ""
+    cause: str | None = None  # why the run failed: the exception and the line of main.py
+    change: str = ""  # the change actually made, as the replies summarised it (fixes included)
+    lines_added: int | None = None  # against the code the step started from
+    lines_removed: int | None = None
+    changed_lines: str | None = None  # e.g. "12-18": where in the new main.py
     code_dir: str | None = None
     runtime_s: float | None = None
     gpu: bool = False

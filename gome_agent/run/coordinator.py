@@ -59,6 +59,7 @@ from gome_agent.run.worker import FATAL_EXIT, build_trace, load_config, load_tas
 from gome_agent.strategies.prompts import Prompts, check_prompts
 from gome_agent.task.analysis import Task, analyze_task
 from gome_agent.task.fallback import build_constant_submission
+from gome_agent.task.profile import profile_tables
 from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission
 from gome_agent.task.scan import competition_id_of, scan_competition
 from gome_agent.views.progress import Progress
@@ -207,6 +208,7 @@ class Run:
                                 description_path=self.cfg.description_path)
         task = analyze_task(llm, prompts, scan, higher_is_better=self.cfg.higher_is_better,
                             deadline=time.time() + self.cfg.time_limit_s)
+        task = task.model_copy(update={"data_profile": profile_tables(scan, task)})
         jsonl.write_json(self.workdir / "task.json", task)
         self.events.write(TaskAnalyzed(
             metric_name=task.metric_name, higher_is_better=task.higher_is_better,

@@ -10,8 +10,10 @@ subclass of `Strategy`, named in `gome_agent.strategies.STRATEGIES`.
 
 from __future__ import annotations
 
+import itertools
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 from gome_agent.llm.types import Message
@@ -30,6 +32,27 @@ from gome_agent.strategies.views import (
     fmt_score,
     tail,
 )
+from gome_agent.task.submission import read_score_table
+
+_SHORTER_EDITS = ("Reply again, shorter: the `Change:` line and only the SEARCH/REPLACE blocks the change needs, "
+                  "each SEARCH as short as uniqueness allows, no whole file and no explanations.")
+_SHORTER_FILE = "Reply again with a more compact main.py: no comments, no unused code, no explanations."
+_SHOWN_CUT_CHARS = 4000  # of a cut reply, what goes back to the model with the re-ask
+
+
+def _shown(text: str, cut: bool) -> str:
+    if not cut or len(text) <= _SHOWN_CUT_CHARS:
+        return text
+    return text[:_SHOWN_CUT_CHARS] + f"\n[... {len(text) - _SHOWN_CUT_CHARS} more characters, then cut off]"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A step's code, what the reply said it changed, and the code it was changed from (None for a draft)."""
+
+    code: str
+    change: str
+    base: str | None
 
 
 class Strategy(ABC):
@@ -52,7 +75,7 @@ class Strategy(ABC):
         return self.opt.max_debug
 
     @abstractmethod
-    def propose(self, record: StepRecord, meter: Meter) -> str:
+    def propose(self, record: StepRecord, meter: Meter) -> Proposal:
         """The code of the step `record` starts; fills in its kind, parent, hypothesis and
         whatever else the strategy decided (component, diagnosis, ranking)."""
 
@@ -76,23 +99,37 @@ class Strategy(ABC):
 
     # Asking for code ---------------------------------------------------------------
     def ask_code(self, messages: list[Message], current: str | None, role: str, meter: Meter) -> tuple[str, str]:
-        """Ask for code; re-ask (bounded) when the reply's edits do not apply. Returns the new code
-        and the reply's own summary of it."""
+        """Ask for code. Returns the new code and the reply's own summary of it.
+
+        A reply cut off at the output limit is never applied, not even its complete edit blocks;
+        it is re-asked with that reason (edits only, or a more compact file). A reply whose edits
+        do not apply is re-asked with the exact reason (`max_reply_edit_retries` times); when its
+        edits still fail, the whole file is asked for once before the step gives up (StepFailed).
+        """
         tags = {"trace": self.index, "step": self.state.next_step}
-        for attempt in range(self.opt.max_reply_edit_retries + 1):
+        re_asks, whole_file = self.opt.max_reply_edit_retries, False
+        for attempt in itertools.count():
             completion = self.services.llm.complete(messages, role=role, deadline=self.services.budget.deadline,
-                                                    tags=tags)
+                                                    tags={**tags, "reask": attempt} if attempt else tags)
             meter.add(completion)
+            cut = completion.cut
             try:
+                if cut:
+                    raise EditError("the reply was cut off at the output limit before it ended, so none of it "
+                                    "was applied")
                 return new_code(completion.text, current)
             except EditError as exc:
-                if attempt == self.opt.max_reply_edit_retries:
+                if attempt < re_asks:
+                    again = (_SHORTER_EDITS if current else _SHORTER_FILE) if cut else "Reply again, correctly."
+                    ask = f"That reply could not be applied: {exc}. {again}"
+                elif current is not None and not whole_file and not cut:
+                    whole_file = True
+                    ask = (f"That reply could not be applied either: {exc}. Reply instead with the whole new "
+                           "main.py, with the change made, in one ```python block (after the `Change:` line).")
+                else:
                     raise StepFailed(f"the model's code reply could not be used: {exc}") from exc
-                messages = [
-                    *messages,
-                    Message(role="assistant", content=completion.text),
-                    Message(role="user", content=f"That reply could not be applied: {exc}. Reply again, correctly."),
-                ]
+                messages = [*messages, Message(role="assistant", content=_shown(completion.text, cut)),
+                            Message(role="user", content=ask)]
         raise AssertionError("unreachable")
 
     # The proposals ---------------------------------------------------------------------
@@ -143,10 +180,11 @@ class Strategy(ABC):
     def best_view(self) -> BestView:
         best = self.state.best
         assert best is not None and self.state.best_code is not None
+        table = read_score_table(self.cfg.workdir / best.code_dir / "scores.json") if best.code_dir else None
         return BestView(
             step=best.step, score=fmt_score(best.score), hypothesis=best.hypothesis,
             runtime=budget_mod.format_duration(self.state.best_runtime_s),
-            stdout_tail=tail(self.state.best_stdout_tail, 1500), code=self.state.best_code,
+            stdout_tail=tail(self.state.best_stdout_tail, 1500), code=self.state.best_code, score_table=table,
         )
 
     def history(self) -> History:

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 
 from gome_agent.execution.executor import RunResult, RunSpec
+from gome_agent.execution.failures import Cause, failure_cause
 from gome_agent.execution.scheduler import LeaseTimeout, is_gpu_oom, needs_gpu
 from gome_agent.strategies.step import Meter, Services, StepFailed
 from gome_agent.strategies.views import Failure, tail
@@ -39,6 +40,8 @@ class Evaluation:
     message: str
     problems: list[str] = field(default_factory=list)
     oom_retries: int = 0
+    cause: Cause | None = None  # the exception that ended the last failed run
+    fixes: list[str] = field(default_factory=list)  # the changes the debug attempts made
 
 
 class Evaluator:
@@ -56,6 +59,8 @@ class Evaluator:
         result: RunResult | None = None
         check: OutputCheck | None = None
         message, problems = "no run was started", []
+        cause: Cause | None = None
+        fixes: list[str] = []
         runs = oom_retries = 0
         for attempt in range(max_debug + 1):
             attempt_dir = step_dir / f"a{attempt}"
@@ -74,23 +79,27 @@ class Evaluator:
             check = self.check(attempt_dir, result)
             if result.status == "ok" and check.ok:
                 return Evaluation(True, code, attempt_dir, runs, result, check,
-                                  "ran and produced a valid scored submission", oom_retries=oom_retries)
+                                  "ran and produced a valid scored submission", oom_retries=oom_retries, fixes=fixes)
             message = result.message if result.status != "ok" else "the run finished but its outputs break the contract"
             problems = check.problems if result.status == "ok" else check.problems[:3]
+            cause = failure_cause(result.stderr_tail) if result.status != "ok" else None
             if retried and is_gpu_oom(result.stderr_tail):
                 message += " (CUDA out of memory even with the whole GPU to itself)"
             if attempt == max_debug:
                 break
             failure = Failure(message=message, problems=problems, stderr_tail=tail(result.stderr_tail),
-                              stdout_tail=tail(result.stdout_tail, 1200))
+                              stdout_tail=tail(result.stdout_tail, 1200), cause=None if cause is None else str(cause))
             try:
                 fixed, change = fix(code, failure, goal, earlier, meter)
             except StepFailed as exc:
                 message = f"{message}; the fix could not be applied: {exc}"
                 break
-            earlier.append(f"attempt {attempt + 1}: {message}" + (f" -> changed: {change}" if change else ""))
+            what = message + (f" ({cause})" if cause else "")
+            earlier.append(f"attempt {attempt + 1}: {what}" + (f" -> changed: {change}" if change else ""))
+            fixes.append(change or "a fix")
             code = fixed
-        return Evaluation(False, code, attempt_dir, runs, result, check, message, problems, oom_retries=oom_retries)
+        return Evaluation(False, code, attempt_dir, runs, result, check, message, problems, oom_retries=oom_retries,
+                          cause=cause, fixes=fixes)
 
     def check(self, attempt_dir: Path, result: RunResult) -> OutputCheck:
         check = check_outputs(attempt_dir, self.services.sample)

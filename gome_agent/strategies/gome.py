@@ -14,9 +14,9 @@ update comes straight from the feedback, with no diagnosis.
 from __future__ import annotations
 
 from gome_agent.errors import LLMOutputError
-from gome_agent.optimizer.gradient import Direction, Gradient, RankedDirection, select_direction
+from gome_agent.optimizer.gradient import Direction, Gradient, InCode, RankedDirection, Tried, select_direction
 from gome_agent.records.events import StepRecord
-from gome_agent.strategies.base import Strategy
+from gome_agent.strategies.base import Proposal, Strategy
 from gome_agent.strategies.step import Meter
 from gome_agent.strategies.views import DirectionView
 
@@ -26,19 +26,20 @@ class GomeStrategy(Strategy):
 
     name = "gome"
 
-    def propose(self, record: StepRecord, meter: Meter) -> str:
+    def propose(self, record: StepRecord, meter: Meter) -> Proposal:
         if record.kind == "draft":  # the trace has no working solution yet
             code, record.hypothesis = self.draft(meter)
             record.component = "workflow"
-            return code
+            return Proposal(code, record.hypothesis, None)
         if not self.opt.structured_gradient:
             code, record.hypothesis = self.direct(meter)
-            return code
+            return Proposal(code, record.hypothesis, self.state.best_code)
         gradient, ranking, direction = self.diagnose(meter)
         record.gradient, record.ranking = gradient, ranking
         record.limiting_problem = gradient.limiting_problem
         record.hypothesis, record.component = direction.hypothesis, direction.component
-        return self.update(direction, meter)
+        code, change = self.update(direction, meter)
+        return Proposal(code, change or direction.hypothesis, self.state.best_code)
 
     def diagnose(self, meter: Meter) -> tuple[Gradient, list[RankedDirection], Direction]:
         """The gradient of the current best, and the direction it points to (momentum and the
@@ -63,19 +64,25 @@ class GomeStrategy(Strategy):
         gradient = result.value
         gradient.candidates = gradient.candidates[: self.opt.directions]
         texts = [f"{c.hypothesis} {c.component}" for c in gradient.candidates]
-        support = s.memory.support(texts) if self.opt.momentum else [0.0] * len(texts)
-        tried = [x.hypothesis for x in self.state.steps[-20:] if x.status in ("rejected", "failed") and x.hypothesis]
+        accepted = [x for x in self.state.steps if x.accepted]
+        if self.opt.momentum:
+            own = {(self.index, x.step) for x in accepted}
+            mine = {e.id for e in s.memory.entries() if (e.trace, e.step) in own}
+            support = s.memory.support(texts, exclude_ids=mine)
+        else:
+            support = [0.0] * len(texts)
+        tried = [Tried(x.step, x.hypothesis, x.status, x.cause or x.lesson)  # type: ignore[arg-type]
+                 for x in self.state.steps[-20:] if x.status in ("rejected", "failed") and x.hypothesis]
         direction, ranking = select_direction(
-            gradient, support=support, tried=tried,
+            gradient, support=support, tried=tried, in_code=[InCode(x.step, x.hypothesis) for x in accepted],
             momentum_weight=self.opt.momentum_weight if self.opt.momentum else 0.0,
             repeat_penalty=self.opt.repeat_penalty,
         )
         return gradient, ranking, direction
 
-    def update(self, direction: Direction, meter: Meter) -> str:
-        """The best code with `direction` applied as a minimal edit."""
+    def update(self, direction: Direction, meter: Meter) -> tuple[str, str]:
+        """The best code with `direction` applied as a minimal edit, and the reply's summary of the edit."""
         messages = self.services.prompts.messages(
             "update", **self.context().variables(), best=self.best_view(), direction=DirectionView.of(direction),
         )
-        code, _ = self.ask_code(messages, self.state.best_code, "update", meter)
-        return code
+        return self.ask_code(messages, self.state.best_code, "update", meter)

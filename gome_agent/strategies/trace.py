@@ -18,8 +18,10 @@ import time
 
 from gome_agent.errors import LLMError, LLMFatalError, LLMOutputError
 from gome_agent.execution.scheduler import needs_gpu
+from gome_agent.optimizer.budget import format_duration
+from gome_agent.optimizer.edits import diff_size
 from gome_agent.records.events import BestUpdated, StepRecord, now_iso
-from gome_agent.strategies.base import Strategy
+from gome_agent.strategies.base import Proposal, Strategy
 from gome_agent.strategies.evaluation import Evaluation, Evaluator
 from gome_agent.strategies.step import Meter, Services, StepFailed, TraceState
 from gome_agent.strategies.views import fmt_score
@@ -73,9 +75,10 @@ class Trace:
         record, meter = self._begin()
         step_dir = self.folder / f"s{record.step:04d}"
         try:
-            code = self.strategy.propose(record, meter)
-            evaluation = self.evaluator.evaluate(code, step_dir, record.hypothesis, meter,
+            proposal = self.strategy.propose(record, meter)
+            evaluation = self.evaluator.evaluate(proposal.code, step_dir, record.hypothesis, meter,
                                                  max_debug=self.strategy.max_debug, fix=self.strategy.fix)
+            self._describe_change(record, proposal, evaluation)
             self._decide(record, evaluation)
             self._consecutive_outages = 0
         except LLMFatalError:
@@ -123,6 +126,14 @@ class Trace:
         return record
 
     # Accept or reject ---------------------------------------------------------
+    @staticmethod
+    def _describe_change(record: StepRecord, proposal: Proposal, ev: Evaluation) -> None:
+        """What the step actually changed: the replies' summaries and the size and place of the diff."""
+        record.change = proposal.change + "".join(f"; then fixed: {fix}" for fix in ev.fixes)
+        if proposal.base is not None:
+            size = diff_size(proposal.base, ev.code)
+            record.lines_added, record.lines_removed, record.changed_lines = size.added, size.removed, size.region
+
     def _decide(self, record: StepRecord, ev: Evaluation) -> None:
         record.runs = ev.runs
         record.code_dir = str(ev.attempt_dir.relative_to(self.cfg.workdir))
@@ -136,8 +147,11 @@ class Trace:
         if not ev.ok:
             record.status = "failed"
             record.message = ev.message
-            detail = "; ".join(ev.problems[:2])
-            record.lesson = f"Failed after {ev.runs} run(s): {ev.message}" + (f" ({detail})" if detail else "")
+            record.cause = None if ev.cause is None else str(ev.cause)
+            # A crash's missing outputs follow from its exception; a run that finished names what it broke.
+            detail = "" if ev.cause else "; ".join(ev.problems[:2])
+            record.lesson = (f"Failed after {ev.runs} run(s): {ev.message}" + (f": {ev.cause}" if ev.cause else "")
+                             + (f" ({detail})" if detail else ""))
             return
         assert ev.check is not None and ev.check.score is not None and ev.result is not None
         score = ev.check.score
@@ -152,7 +166,8 @@ class Trace:
             record.status = "rejected"
             record.message = f"{metric} {fmt_score(score)} does not beat the best {fmt_score(record.best_before)}"
             record.lesson = (f"Rejected: {metric} {fmt_score(score)} vs best {fmt_score(record.best_before)} "
-                             f"({task.direction_word()}); {self.strategy.rejected_code}.")
+                             f"({task.direction_word()}), run time {format_duration(ev.result.duration_s)}; "
+                             f"{self.strategy.rejected_code}.")
             return
         record.status = "accepted"
         record.accepted = True

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 
 from gome_agent.records.events import StepKind, StepRecord
-from gome_agent.strategies.base import Strategy
+from gome_agent.strategies.base import Proposal, Strategy
 from gome_agent.strategies.step import Meter, Services, TraceState
 from gome_agent.strategies.views import Failure, read_tail, tail
 
@@ -76,7 +76,7 @@ class TreeStrategy(Strategy):
         return "improve", self.state.best
 
     # The step ------------------------------------------------------------------------
-    def propose(self, record: StepRecord, meter: Meter) -> str:
+    def propose(self, record: StepRecord, meter: Meter) -> Proposal:
         action, parent = self.choose()
         record.kind = action
         record.parent_step = parent.step if parent else None
@@ -86,19 +86,19 @@ class TreeStrategy(Strategy):
             own = [f"earlier draft of this search: {s.hypothesis}"
                    for s in self.state.steps if s.kind == "draft" and s.hypothesis]
             code, record.hypothesis = self.draft(meter, also_avoid=own)
-            return code
+            return Proposal(code, record.hypothesis, None)
         assert parent is not None and parent.code_dir is not None
         folder = self.cfg.workdir / parent.code_dir
         code = (folder / "main.py").read_text(encoding="utf-8")
         if action == "debug":
             failure = Failure(
-                message=parent.message, problems=[],
+                message=parent.message, problems=[], cause=parent.cause,
                 stderr_tail=tail(read_tail(folder / "stderr.txt")),
                 stdout_tail=tail(read_tail(folder / "stdout.txt"), 1200),
             )
             fixed, change = self.fix(code, failure, parent.hypothesis, [], meter)
             record.hypothesis = f"fix step {parent.step}: {change or 'debug'}"
-            return fixed
+            return Proposal(fixed, change or "debug", code)
         fixed, change = self.direct(meter)
         record.hypothesis = change
-        return fixed
+        return Proposal(fixed, change, code)

@@ -59,7 +59,7 @@ class PromptContext:
 
 @dataclass(frozen=True)
 class BestView:
-    """The trace's current best solution."""
+    """The trace's current best solution, with the figures its run reported."""
 
     step: int
     score: str
@@ -67,6 +67,7 @@ class BestView:
     runtime: str
     stdout_tail: str
     code: str
+    score_table: str | None = None  # per fold, per model, time per phase (scores.json), when given
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class AcceptedView:
 
 @dataclass(frozen=True)
 class StepView:
-    """A recent step, accepted or not, with its lesson."""
+    """A recent step, accepted or not: what it meant to do, what it changed, and its lesson."""
 
     step: int
     kind: str
@@ -94,12 +95,18 @@ class StepView:
     status: str
     score: str | None
     lesson: str
+    change: str = ""  # the change actually made, as the reply summarised it
+    diff: str | None = None  # e.g. "+5/-2 lines at lines 12-18"
 
     @classmethod
     def of(cls, s: StepRecord) -> StepView:
+        diff = None
+        if s.lines_added is not None and s.lines_removed is not None:
+            diff = f"+{s.lines_added}/-{s.lines_removed} lines" + (f" at {s.changed_lines}" if s.changed_lines else "")
+        change = "" if s.change.strip() == s.hypothesis.strip() else s.change[:300]
         return cls(
             step=s.step, kind=s.kind, hypothesis=s.hypothesis[:400], component=s.component, status=s.status,
-            score=None if s.score is None else fmt_score(s.score), lesson=s.lesson[:500],
+            score=None if s.score is None else fmt_score(s.score), lesson=s.lesson[:600], change=change, diff=diff,
         )
 
 
@@ -158,3 +165,4 @@ class Failure:
     problems: list[str]
     stderr_tail: str
     stdout_tail: str
+    cause: str | None = None  # the exception and the line of main.py it came from

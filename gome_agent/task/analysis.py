@@ -13,10 +13,11 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gome_agent.errors import TaskError
 from gome_agent.llm.types import Message
+from gome_agent.task.description import prompt_description
 from gome_agent.task.metrics import known_direction, mentioned_metrics, stated_direction
 from gome_agent.task.sample import SampleSubmission, load_sample_submission
 from gome_agent.task.scan import CompetitionScan
@@ -67,6 +68,16 @@ class Task(BaseModel):
     sample_path: Path
     description: str
     files_text: str
+    # What the prompts show: the description bounded with its scoring sections whole, and a
+    # profile of the tables (computed once per run; empty in runs made before they existed).
+    prompt_description: str = ""
+    data_profile: str = ""
+
+    @model_validator(mode="after")
+    def _bounded_description(self) -> Task:
+        if not self.prompt_description:
+            self.prompt_description = prompt_description(self.description)
+        return self
 
     def is_better(self, new: float, old: float | None) -> bool:
         """Whether `new` strictly improves on `old` by the metric's direction (anything beats no score)."""

@@ -225,6 +225,59 @@ def read_score(path: Path) -> tuple[float | None, str | None]:
     return float(value), None
 
 
+SCORE_TABLE_CHARS = 1200
+_TABLE_KEYS = 12
+_TABLE_ITEMS = 20
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _row(key: str, value: object, depth: int = 0) -> list[str]:
+    unit = "s" if "time" in key.lower() else ""
+    number = _number(value)
+    if number is not None:
+        return [f"{key}: {number:.6g}{unit}"]
+    if isinstance(value, list):
+        numbers = [n for n in (_number(v) for v in value) if n is not None]
+        if not numbers:
+            return []
+        shown = " ".join(f"{n:.6g}{unit}" for n in numbers[:_TABLE_ITEMS])
+        more = f" ... ({len(numbers)} in all)" if len(numbers) > _TABLE_ITEMS else ""
+        spread = ""
+        if len(numbers) > 1:
+            mean = sum(numbers) / len(numbers)
+            std = math.sqrt(sum((n - mean) ** 2 for n in numbers) / (len(numbers) - 1))
+            spread = f" (mean {mean:.6g}, std {std:.3g})"
+        return [f"{key}: {shown}{more}{spread}"]
+    if isinstance(value, dict) and depth == 0:
+        flat = [(str(k), _number(v)) for k, v in value.items()]
+        if flat and all(n is not None for _, n in flat):
+            return [f"{key}: " + ", ".join(f"{k} {n:.6g}{unit}" for k, n in flat[:_TABLE_ITEMS])]
+        return [row for k, v in list(value.items())[:_TABLE_ITEMS] for row in _row(f"{key}.{k}", v, depth + 1)]
+    return []
+
+
+def read_score_table(path: Path) -> str | None:
+    """The figures a solution reported next to its score in `scores.json` (per fold, per model and
+    the ensemble, time per phase), as a few lines of text; None when there are none."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    rows = [row for key, value in data.items() if key not in ("score", "validation_score")
+            for row in _row(str(key), value)][:_TABLE_KEYS]
+    text = "\n".join(rows)
+    if len(text) > SCORE_TABLE_CHARS:
+        text = text[:SCORE_TABLE_CHARS] + " ..."
+    return text or None
+
+
 def check_outputs(
     workdir: Path,
     sample: SampleSubmission,

@@ -313,7 +313,7 @@ def _candidates(step: StepRecord) -> list[dict[str, Any]]:
     if step.gradient is None:
         return [{"hypothesis": r.hypothesis, "component": r.component, "reasoning": "", "impact": "",
                  "scores": "", "base": r.base, "momentum": r.momentum, "repeat": r.repeat, "total": r.total,
-                 "chosen": r.hypothesis == step.hypothesis} for r in step.ranking]
+                 "notes": r.notes, "chosen": r.hypothesis == step.hypothesis} for r in step.ranking]
     rows = []
     aligned = len(step.ranking) == len(step.gradient.candidates)
     for index, cand in enumerate(step.gradient.candidates):
@@ -326,7 +326,7 @@ def _candidates(step: StepRecord) -> list[dict[str, Any]]:
             "scores": f"{s.alignment}/{s.impact}/{s.novelty}/{s.feasibility}/{s.risk_reward}",
             "base": rank.base if rank else None, "momentum": rank.momentum if rank else None,
             "repeat": rank.repeat if rank else None, "total": rank.total if rank else None,
-            "chosen": cand.hypothesis == step.hypothesis,
+            "notes": rank.notes if rank else [], "chosen": cand.hypothesis == step.hypothesis,
         })
     return rows
 
@@ -361,6 +361,7 @@ def _step_row(view: RunView, step: StepRecord, budget: _CodeBudget) -> dict[str,
         "best_before": fmt_score(step.best_before),
         "message": step.message,
         "lesson": step.lesson,
+        "change": step.change if step.change.strip() != step.hypothesis.strip() else "",
         "runs": step.runs,
         "run_status": step.run_status or "",
         "runtime": format_duration(step.runtime_s) if step.runtime_s is not None else "-",

@@ -298,3 +298,31 @@ def test_responder_sees_the_request(fake_llm: FakeLLMServer, tmp_path: Path) -> 
     make_client(fake_llm, tmp_path, "responses").complete(ASK, role="code")
     assert captured[0].api == "responses"
     assert captured[0].text == "You diagnose ML runs.\nDiagnose as JSON."
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("api", ["chat", "responses", "messages"])
+def test_a_reply_cut_at_the_token_limit_is_reported_as_cut(fake_llm: FakeLLMServer, tmp_path: Path,
+                                                           api: str, stream: bool) -> None:
+    fake_llm.queue(Reply(text="def main():\n    x = ", truncated=True))
+    completion = make_client(fake_llm, tmp_path, api, stream=stream).complete(ASK, role="update")
+    assert completion.finish_reason == "length" and completion.cut
+    assert records(tmp_path)[-1]["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "messages"])
+def test_a_cut_json_reply_is_never_parsed_and_the_re_ask_says_why(fake_llm: FakeLLMServer, tmp_path: Path,
+                                                                  api: str) -> None:
+    # The cut reply holds a complete, valid object (its example), then breaks off: it must not be used.
+    cut = GOOD + '\nand the full answer: {"problem": "under'
+    fake_llm.queue(Reply(text=cut, truncated=True), Reply(text=GOOD))
+    result = make_client(fake_llm, tmp_path, api).structured(ASK, Diagnosis, role="gradient")
+    assert len(result.completions) == 2 and result.completions[0].cut
+    repair = fake_llm.requests[-1].text
+    assert "cut off at the output limit" in repair and "shorter JSON object" in repair
+
+
+def test_a_cut_json_reply_twice_is_an_output_error(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
+    fake_llm.queue(Reply(text=GOOD, truncated=True), Reply(text=GOOD, truncated=True))
+    with pytest.raises(LLMOutputError, match="cut off at the output limit"):
+        make_client(fake_llm, tmp_path).structured(ASK, Diagnosis, role="gradient")

@@ -94,6 +94,11 @@ def test_start_sh_end_to_end(tmp_path, competition, fake_llm):
     assert "You are participating in *MLE-bench*" in full and "**Compute**: You have access to a CPU" in full
     assert "Breast Cancer Diagnosis" in full
     assert "BENCHMARK INSTRUCTIONS" in recorder.requests[0]
+    # Every prompt holds MLE-bench's instructions adapted to the solution contract, none its container paths.
+    draft = next(r for r in recorder.requests if "Write the first complete solution" in r)
+    assert "you MUST produce a submission file at `./submission.csv`" in draft
+    assert "The dataset files for the competition are available in `./input/`" in draft
+    assert not [r for r in recorder.requests if "/home/submission" in r or "/home/data" in r]
     # The data folder was only read.
     assert sorted(p.name for p in (home / "data").iterdir()) == sorted(p.name for p in competition.iterdir())
     # The run record has each attempt's code and logs.

@@ -1,6 +1,6 @@
 import pytest
 
-from gome_agent.optimizer.edits import EditError, apply_edits, new_code, parse_reply
+from gome_agent.optimizer.edits import EditError, apply_edits, diff_size, new_code, parse_reply
 
 CODE = '''import pandas as pd
 
@@ -67,3 +67,40 @@ def test_search_inside_one_line():
     code = "model = Model(depth=3).fit(X)\n"
     edits = parse_reply("<<<<<<< SEARCH\nModel(depth=3)\n=======\nModel(depth=5)\n>>>>>>> REPLACE").edits
     assert apply_edits(code, edits) == "model = Model(depth=5).fit(X)\n"
+
+
+def test_search_does_not_match_inside_a_longer_identifier():
+    code = "n_max = 100\nprint(n_max)\n"
+    edits = parse_reply("<<<<<<< SEARCH\nmax = 100\n=======\nmax = 200\n>>>>>>> REPLACE").edits
+    with pytest.raises(EditError, match="edit block 1.*does not match main.py exactly, as whole lines"):
+        apply_edits(code, edits)
+
+
+def test_search_of_a_whole_line_does_not_match_the_tail_of_another_line():
+    code = "limit = n_max = 100\nmax = 100\n"
+    edits = parse_reply("<<<<<<< SEARCH\nmax = 100\n=======\nmax = 200\n>>>>>>> REPLACE").edits
+    assert apply_edits(code, edits) == "limit = n_max = 100\nmax = 200\n"
+
+
+def test_indentation_differences_match_and_the_replacement_is_reindented():
+    code = "def fit():\n    model = A()\n    model.fit(X)\n    return model\n"
+    reply = "<<<<<<< SEARCH\nmodel = A()\nmodel.fit(X)\n=======\nmodel = B()\nmodel.fit(X, y)\n>>>>>>> REPLACE"
+    assert apply_edits(code, parse_reply(reply).edits) == (
+        "def fit():\n    model = B()\n    model.fit(X, y)\n    return model\n"
+    )
+
+
+def test_a_reply_with_an_incomplete_block_applies_nothing():
+    reply = ("Change: two things\n<<<<<<< SEARCH\nmodel = \"logreg\"\n=======\nmodel = \"lightgbm\"\n>>>>>>> REPLACE\n"
+             "<<<<<<< SEARCH\nprint(model)\n=======\nprint(\"model:\"")
+    with pytest.raises(EditError, match="1 of the reply's 2 edit blocks are incomplete.*nothing was applied"):
+        new_code(reply, CODE)
+
+
+def test_diff_size_counts_lines_and_names_the_region():
+    old = "a\nb\nc\nd\n"
+    size = diff_size(old, "a\nB\nB2\nc\nd\n")
+    assert (size.added, size.removed, size.first, size.last) == (2, 1, 2, 3)
+    assert str(size) == "+2/-1 lines at lines 2-3"
+    assert str(diff_size(old, old)) == "+0/-0 lines"
+    assert str(diff_size(old, "a\nb\nc\n")) == "+0/-1 lines at line 4"

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from gome_agent.optimizer.gradient import Gradient, select_direction
+from gome_agent.optimizer.gradient import Gradient, InCode, Tried, select_direction
 
 
 def _cand(hyp, component="model", **scores):
@@ -38,7 +38,8 @@ def test_momentum_can_tip_the_choice():
 def test_repeating_a_rejected_idea_is_penalised():
     g = _gradient(_cand("switch to lightgbm gradient boosting", impact=7), _cand("add polynomial features", impact=6))
     chosen, ranking = select_direction(
-        g, support=[0, 0], tried=["switch to lightgbm gradient boosting"], momentum_weight=2, repeat_penalty=3
+        g, support=[0, 0], tried=[Tried(4, "switch to lightgbm gradient boosting", "rejected")], momentum_weight=2,
+        repeat_penalty=3,
     )
     assert chosen.hypothesis == "add polynomial features"
     assert ranking[0].repeat == pytest.approx(3.0)
@@ -63,3 +64,39 @@ def test_invalid_gradients_are_rejected():
         _gradient(_cand("x", component="astrology"))
     with pytest.raises(ValidationError):
         Gradient.model_validate({"observations": [], "candidates": [_cand("x")]})
+
+
+DTYPE = "ValueError: could not convert string to float: 'w0119' (main.py line 12: `X = train.values.astype(float)`)"
+
+
+def test_a_fix_of_a_failed_idea_is_not_penalised_as_a_repeat():
+    fix = _cand("Retry LightGBM, fixing the dtype error by encoding the string id column")
+    new = _cand("Switch to XGBoost")
+    g = _gradient(new, fix)  # equal own scores; the unrelated idea comes first
+    tried = [Tried(5, "Switch to LightGBM", "failed", DTYPE)]
+    chosen, ranking = select_direction(g, support=[0, 0], tried=tried, momentum_weight=2, repeat_penalty=3)
+    assert ranking[1].repeat == 0.0 and ranking[1].total >= ranking[0].total
+    assert any("fixes why step 5 failed" in n for n in ranking[1].notes)
+
+
+def test_a_failed_idea_proposed_again_without_a_fix_is_a_repeat():
+    g = _gradient(_cand("Switch to LightGBM"), _cand("Add polynomial features"))
+    tried = [Tried(5, "Switch to LightGBM", "failed", DTYPE)]
+    chosen, ranking = select_direction(g, support=[0, 0], tried=tried, momentum_weight=2, repeat_penalty=3)
+    assert chosen.hypothesis == "Add polynomial features"
+    assert ranking[0].repeat == pytest.approx(3.0) and "repeats step 5 (failed: ValueError" in ranking[0].notes[0]
+
+
+def test_a_fix_claim_counts_no_more_once_similar_steps_failed_the_same_way_twice():
+    fix = _cand("Retry LightGBM, fixing the dtype error")
+    tried = [Tried(5, "Switch to LightGBM", "failed", DTYPE), Tried(7, "Retry LightGBM with fixed dtypes", "failed", DTYPE)]
+    _, ranking = select_direction(_gradient(fix), support=[0], tried=tried, momentum_weight=2, repeat_penalty=3)
+    assert ranking[0].repeat > 0 and "as 2 similar steps did" in " ".join(ranking[0].notes)
+
+
+def test_momentum_does_not_reward_what_the_code_already_has():
+    g = _gradient(_cand("Switch to LightGBM gradient boosting"), _cand("Add target encoding of city"))
+    _, ranking = select_direction(g, support=[0.9, 0.9], tried=[], momentum_weight=2, repeat_penalty=3,
+                                  in_code=[InCode(4, "Switch to LightGBM gradient boosting")])
+    assert ranking[0].momentum == 0.0 and "already has this (step 4" in ranking[0].notes[0]
+    assert ranking[1].momentum == pytest.approx(1.8)

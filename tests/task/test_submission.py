@@ -270,3 +270,26 @@ def test_check_outputs_nothing_written(tmp_path: Path, sample: SampleSubmission)
     check = check_outputs(tmp_path, sample)
     assert not check.submission_exists and not check.valid_submission and check.score is None
     assert len(check.problems) == 2
+
+
+def test_the_score_table_a_solution_reports_is_read_and_bounded(tmp_path):
+    from gome_agent.task.submission import read_score_table
+
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps({
+        "score": 0.87, "folds": [0.86, 0.88, 0.87], "models": {"lgbm": 0.86, "ensemble": 0.87},
+        "times": {"load": 3.5, "train": 140}, "notes": "ignored", "nested": {"a": {"b": 1}, "c": [1, 2]},
+    }))
+    assert read_score_table(path) == (
+        "folds: 0.86 0.88 0.87 (mean 0.87, std 0.01)\n"
+        "models: lgbm 0.86, ensemble 0.87\n"
+        "times: load 3.5s, train 140s\n"
+        "nested.c: 1 2 (mean 1.5, std 0.707)"
+    )
+    path.write_text(json.dumps({"score": 0.5}))
+    assert read_score_table(path) is None
+    path.write_text("not json")
+    assert read_score_table(path) is None
+    path.write_text(json.dumps({"score": 1, "folds": list(range(5000))}))
+    table = read_score_table(path)
+    assert table is not None and "(5000 in all)" in table and len(table) <= 1204

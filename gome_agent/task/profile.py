@@ -1,0 +1,127 @@
+"""A profile of the competition's tables, computed once per run for every prompt that writes code.
+
+Per column: its type, missing values, unique count, and its range (numbers) or most common values
+(categories and text); for the training table, the distribution of the target. Weak models stop
+feeding ids like `w0119` to a float model when the profile says the column is text with all
+values unique; strong ones see class imbalance and skew before their first draft.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from gome_agent.task.analysis import Task
+from gome_agent.task.scan import CompetitionScan
+
+PROFILE_ROWS = 50_000  # rows read per table
+PROFILE_TABLES = 3
+PROFILE_COLUMNS = 40  # columns described one per line per table; the rest are summarised
+PROFILE_CHARS = 5000
+_READABLE = re.compile(r"\.(csv|tsv)(\.(gz|zip|bz2|xz))?$", re.IGNORECASE)
+
+
+def profile_tables(scan: CompetitionScan, task: Task) -> str:
+    """The profile text for prompts (empty when no table can be read)."""
+    sample = scan.sample_path.relative_to(scan.data_dir).as_posix()
+    tables = [f.path for f in scan.files if f.kind == "table" and f.path != sample and _READABLE.search(f.path)]
+    tables.sort(key=lambda p: (0 if "train" in p.lower() else 1 if "test" in p.lower() else 2, p))
+    frames: dict[str, tuple[pd.DataFrame, int | None]] = {}
+    for rel in tables[:PROFILE_TABLES]:
+        frame = _read(scan.data_dir / rel)
+        if frame is not None:
+            rows = next((f.rows for f in scan.files if f.path == rel), None)
+            frames[rel] = (frame, rows)
+    if not frames:
+        return ""
+    test_columns = set().union(*(set(f.columns) for p, (f, _) in frames.items() if "test" in p.lower()))
+    blocks = []
+    for rel, (frame, rows) in frames.items():
+        targets = [c for c in task.target_columns if c in frame.columns]
+        if not targets and test_columns and "test" not in rel.lower():
+            # Probability columns of the sample (one per class) come from one label column of train.
+            targets = [c for c in frame.columns if c not in test_columns and c != task.id_column]
+        blocks.append(_table_block(rel, frame, rows, targets, task.id_column))
+    text = "\n\n".join(blocks)
+    return text if len(text) <= PROFILE_CHARS else text[:PROFILE_CHARS] + "\n... (profile cut)"
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    sep = "\t" if ".tsv" in path.name.lower() else ","
+    try:
+        return pd.read_csv(path, sep=sep, nrows=PROFILE_ROWS, low_memory=False)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, EOFError):
+        return None
+
+
+def _table_block(rel: str, frame: pd.DataFrame, rows: int | None, targets: list[str], id_column: str) -> str:
+    read = len(frame)
+    extent = f"{read:,} rows" if rows is None or rows <= read else f"first {read:,} of {rows:,} rows"
+    lines = [f"{rel} ({extent}, {len(frame.columns)} columns):"]
+    for column in targets:
+        lines.append(f"- target {column}: {_distribution(frame[column])}")
+    shown = [c for c in frame.columns if c not in targets][:PROFILE_COLUMNS]
+    for column in shown:
+        lines.append(f"- {column}{' (id)' if column == id_column else ''}: {_column(frame[column])}")
+    rest = [c for c in frame.columns if c not in targets][PROFILE_COLUMNS:]
+    if rest:
+        numeric = sum(pd.api.types.is_numeric_dtype(frame[c]) for c in rest)
+        missing = sum(bool(frame[c].isna().any()) for c in rest)
+        lines.append(f"- ... and {len(rest)} more columns ({numeric} numeric, {len(rest) - numeric} other; "
+                     f"{missing} with missing values)")
+    return "\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    return repr(text[:40] + "..." if len(text) > 40 else text)
+
+
+def _column(series: pd.Series) -> str:
+    missing = float(series.isna().mean())
+    unique = int(series.nunique(dropna=True))
+    parts = [_kind(series), f"{missing:.1%} missing" if missing else "no missing", f"{unique:,} unique"]
+    values = series.dropna()
+    if values.empty:
+        return ", ".join(parts)
+    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+        if unique <= 20:
+            counts = values.astype(str).value_counts().head(5)
+            parts.append("top " + ", ".join(f"{_fmt(v)} {n:,}" for v, n in counts.items()))
+        else:
+            lengths = values.astype(str).str.len()
+            parts.append(f"e.g. {_fmt(values.iloc[0])}, {_fmt(values.iloc[min(1, len(values) - 1)])}; "
+                         f"length {int(lengths.min())}..{int(lengths.max())}")
+        return ", ".join(parts)
+    parts.append(f"{_fmt(float(values.min()))}..{_fmt(float(values.max()))}, mean {_fmt(float(values.mean()))}")
+    return ", ".join(parts)
+
+
+def _kind(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "bool"
+    if pd.api.types.is_integer_dtype(series):
+        return "int"
+    if pd.api.types.is_float_dtype(series):
+        return "float"
+    return "text" if series.nunique(dropna=True) > 20 else "category"
+
+
+def _distribution(series: pd.Series) -> str:
+    values = series.dropna()
+    missing = len(series) - len(values)
+    note = f"; {missing:,} missing" if missing else ""
+    if values.empty:
+        return "no values" + note
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series) and values.nunique() > 20:
+        q = values.quantile([0.0, 0.25, 0.5, 0.75, 1.0]).tolist()
+        return (f"{_kind(series)}, min {_fmt(q[0])}, p25 {_fmt(q[1])}, median {_fmt(q[2])}, p75 {_fmt(q[3])}, "
+                f"max {_fmt(q[4])}, mean {_fmt(float(values.mean()))}, skew {_fmt(float(values.skew()))}" + note)
+    counts = values.astype(str).value_counts()
+    shown = ", ".join(f"{_fmt(v)} {n:,} ({n / len(values):.1%})" for v, n in counts.head(10).items())
+    more = f", ... {len(counts) - 10} more classes" if len(counts) > 10 else ""
+    return f"{len(counts)} classes: {shown}{more}" + note
