@@ -18,7 +18,8 @@ from gome_agent.task.scan import CompetitionScan
 
 PROFILE_ROWS = 50_000  # rows read per table
 PROFILE_TABLES = 3
-PROFILE_COLUMNS = 40  # columns described one per line per table; the rest are summarised
+PROFILE_COLUMNS = 60  # columns described per table; the rest are summarised
+NUMERIC_PER_LINE = 6
 PROFILE_CHARS = 5000
 _READABLE = re.compile(r"\.(csv|tsv)(\.(gz|zip|bz2|xz))?$", re.IGNORECASE)
 
@@ -37,14 +38,21 @@ def profile_tables(scan: CompetitionScan, task: Task) -> str:
     if not frames:
         return ""
     test_columns = set().union(*(set(f.columns) for p, (f, _) in frames.items() if "test" in p.lower()))
-    blocks = []
+    blocks: list[str] = []
+    profiled: dict[str, set[str]] = {}
     for rel, (frame, rows) in frames.items():
+        like = next((other for other, cols in profiled.items() if set(frame.columns) <= cols), None)
+        if like is not None:
+            # A test table with the training table's columns: only what differs is worth the space.
+            blocks.append(_like_block(rel, frame, rows, like, profiled[like]))
+            continue
         targets = [c for c in task.target_columns if c in frame.columns]
         if not targets and test_columns and "test" not in rel.lower():
             # Probability columns of the sample (one per class) come from one label column of train.
             targets = [c for c in frame.columns if c not in test_columns and c != task.id_column]
         blocks.append(_table_block(rel, frame, rows, targets, task.id_column))
-    text = "\n\n".join(blocks)
+        profiled[rel] = set(frame.columns)
+    text = "\n".join(blocks)
     return text if len(text) <= PROFILE_CHARS else text[:PROFILE_CHARS] + "\n... (profile cut)"
 
 
@@ -56,22 +64,59 @@ def _read(path: Path) -> pd.DataFrame | None:
         return None
 
 
-def _table_block(rel: str, frame: pd.DataFrame, rows: int | None, targets: list[str], id_column: str) -> str:
+def _extent(frame: pd.DataFrame, rows: int | None) -> str:
     read = len(frame)
-    extent = f"{read:,} rows" if rows is None or rows <= read else f"first {read:,} of {rows:,} rows"
-    lines = [f"{rel} ({extent}, {len(frame.columns)} columns):"]
+    return f"{read:,} rows" if rows is None or rows <= read else f"first {read:,} of {rows:,} rows read"
+
+
+def _missing(series: pd.Series) -> str:
+    share = float(series.isna().mean())
+    return f" ({share:.1%} missing)" if share else ""
+
+
+def _table_block(rel: str, frame: pd.DataFrame, rows: int | None, targets: list[str], id_column: str) -> str:
+    complete = "; no missing values" if not frame.isna().any().any() else ""
+    lines = [f"{rel} ({_extent(frame, rows)}, {len(frame.columns)} columns{complete}):"]
     for column in targets:
-        lines.append(f"- target {column}: {_distribution(frame[column])}")
-    shown = [c for c in frame.columns if c not in targets][:PROFILE_COLUMNS]
-    for column in shown:
-        lines.append(f"- {column}{' (id)' if column == id_column else ''}: {_column(frame[column])}")
-    rest = [c for c in frame.columns if c not in targets][PROFILE_COLUMNS:]
-    if rest:
-        numeric = sum(pd.api.types.is_numeric_dtype(frame[c]) for c in rest)
-        missing = sum(bool(frame[c].isna().any()) for c in rest)
-        lines.append(f"- ... and {len(rest)} more columns ({numeric} numeric, {len(rest) - numeric} other; "
-                     f"{missing} with missing values)")
+        lines.append(f"- target `{column}`: {_distribution(frame[column])}")
+    rest = [c for c in frame.columns if c not in targets]
+    if id_column in rest:
+        ids = frame[id_column]
+        unique = "all values unique" if ids.is_unique else f"{ids.nunique():,} unique values"
+        lines.append(f"- id `{id_column}`: {_kind(ids)}, {unique}{_missing(ids)}")
+        rest.remove(id_column)
+    described, numeric = rest[:PROFILE_COLUMNS], []
+    for column in described:
+        series = frame[column]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            numeric.append(column)
+        else:
+            lines.append(f"- `{column}`: {_column(series)}")
+    for i in range(0, len(numeric), NUMERIC_PER_LINE):
+        chunk = numeric[i:i + NUMERIC_PER_LINE]
+        ranges = ", ".join(f"{c} {_range(frame[c])}{_missing(frame[c])}" for c in chunk)
+        lines.append(f"- numeric (min..max): {ranges}")
+    if rest[PROFILE_COLUMNS:]:
+        more = rest[PROFILE_COLUMNS:]
+        count = sum(pd.api.types.is_numeric_dtype(frame[c]) for c in more)
+        lines.append(f"- ... and {len(more)} more columns ({count} numeric, {len(more) - count} other; "
+                     f"{sum(bool(frame[c].isna().any()) for c in more)} with missing values)")
     return "\n".join(lines)
+
+
+def _like_block(rel: str, frame: pd.DataFrame, rows: int | None, like: str, like_columns: set[str]) -> str:
+    absent = sorted(like_columns - set(frame.columns))
+    line = f"{rel} ({_extent(frame, rows)}): the columns of {like}" + (f" without {', '.join(absent)}" if absent else "")
+    gaps = [f"{c}{_missing(frame[c])}" for c in frame.columns if frame[c].isna().any()]
+    return line + ("; missing values in " + ", ".join(gaps[:20]) if gaps else "; no missing values")
+
+
+def _range(series: pd.Series) -> str:
+    values = series.dropna()
+    if values.empty:
+        return "empty"
+    lo, hi = float(values.min()), float(values.max())
+    return f"constant {_fmt(lo)}" if lo == hi else f"{_fmt(lo)}..{_fmt(hi)}"
 
 
 def _fmt(value: object) -> str:
@@ -82,23 +127,17 @@ def _fmt(value: object) -> str:
 
 
 def _column(series: pd.Series) -> str:
-    missing = float(series.isna().mean())
+    """A non-numeric column: its values (categories) or their shape (text)."""
     unique = int(series.nunique(dropna=True))
-    parts = [_kind(series), f"{missing:.1%} missing" if missing else "no missing", f"{unique:,} unique"]
     values = series.dropna()
+    head = f"{_kind(series)}, {unique:,} unique{_missing(series)}"
     if values.empty:
-        return ", ".join(parts)
-    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
-        if unique <= 20:
-            counts = values.astype(str).value_counts().head(5)
-            parts.append("top " + ", ".join(f"{_fmt(v)} {n:,}" for v, n in counts.items()))
-        else:
-            lengths = values.astype(str).str.len()
-            parts.append(f"e.g. {_fmt(values.iloc[0])}, {_fmt(values.iloc[min(1, len(values) - 1)])}; "
-                         f"length {int(lengths.min())}..{int(lengths.max())}")
-        return ", ".join(parts)
-    parts.append(f"{_fmt(float(values.min()))}..{_fmt(float(values.max()))}, mean {_fmt(float(values.mean()))}")
-    return ", ".join(parts)
+        return head
+    if unique <= 20:
+        counts = values.astype(str).value_counts().head(6)
+        return head + ": " + ", ".join(f"{_fmt(v)} {n:,}" for v, n in counts.items())
+    lengths = values.astype(str).str.len()
+    return head + f", e.g. {_fmt(values.iloc[0])}; length {int(lengths.min())}..{int(lengths.max())}"
 
 
 def _kind(series: pd.Series) -> str:

@@ -64,7 +64,7 @@ def test_failures_carry_their_cause_and_every_decision_prompt_sees_the_task(tmp_
     for prompt in (last_gradient, script.prompts("draft")[0], script.prompts("update")[-1]):
         assert description in prompt
         assert "Files (paths relative to the competition folder):" in prompt and "train.csv" in prompt
-        assert "## Data profile" in prompt and "- target target: 2 classes:" in prompt
+        assert "## Data profile" in prompt and "- target `target`: 2 classes:" in prompt
         assert environment in prompt
 
 
