@@ -67,6 +67,10 @@ class OptimizerConfig(_Strict):
     momentum_weight: float = Field(2.0, ge=0, description="largest bonus (points of 10) a candidate gets from similar successes")
     repeat_penalty: float = Field(3.0, ge=0, description="largest penalty (points of 10) for repeating a rejected idea")
     min_improvement: float = Field(0.0, ge=0, description="absolute gain a step must exceed to be accepted")
+    acceptance: Literal["noise", "plain"] = Field(
+        "noise", description="noise: a gain must beat the fold scores' noise (see optimizer/acceptance.py); "
+        "plain: any gain beyond min_improvement (the paper's rule)")
+    noise_factor: float = Field(1.0, ge=0.0, le=10.0, description="how many standard errors a gain must beat")
     structured_gradient: bool = Field(True, description="false = the paper's w/o-structured-reasoning ablation (feedback straight to code)")
     diversify_wait_s: float = Field(300.0, ge=0, description="how long a trace's first draft waits for lower-numbered traces to announce theirs")
     max_steps: int | None = Field(None, ge=1, description="stop a trace after this many steps (default: only the budget)")
@@ -115,6 +119,10 @@ class RunConfig(_Strict):
     mirror_submission_dir: Path | None = Field(None, description="also keep the best submission.csv here (MLE-bench's /home/submission)")
     mirror_code_dir: Path | None = Field(None, description="also keep the best code here (MLE-bench's /home/code)")
     final_reserve_fraction: float = Field(0.08, ge=0.0, lt=0.5, description="share of the budget kept for the final selection")
+    final_reserve_max_fraction: float = Field(
+        0.25, ge=0.0, lt=0.5,
+        description="the reserve grows up to this share when the candidates' measured run times need more",
+    )
     final_candidates: int = Field(4, ge=1, le=12, description="solutions the final selection re-runs")
     final_seeds: list[int] = Field(default_factory=lambda: [1, 2], description="GOME_SEED values of the final re-runs")
     llm: LLMConfig = Field(default_factory=LLMConfig)

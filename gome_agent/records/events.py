@@ -65,6 +65,9 @@ class StepRecord(_Event):
     score: float | None = None
     best_before: float | None = None
     gain: float | None = None
+    fold_scores: list[float] | None = None  # the per-fold validation scores of the step's run
+    noise: float | None = None  # the standard error the gain was held against (optimizer/acceptance.py)
+    threshold: float | None = None  # the gain the step had to beat
     runs: int = 0
     run_status: str | None = None
     message: str = ""
@@ -99,8 +102,18 @@ class DraftApproach(_Event):
     approach: str
 
 
+RerunOutcome = Literal["scored", "unchanged", "no_time", "failed"]
+
+
 class Rerun(BaseModel):
-    """One solution re-run by the final selection."""
+    """One solution re-run by the final selection.
+
+    Per re-run: `scored` (a new score, counted), `unchanged` (the other seed changed neither the
+    score nor the predictions: the code ignores GOME_SEED, so it says nothing about robustness),
+    `no_time` (not started or cut off for lack of time: no evidence either way), `failed` (it
+    crashed or broke the contract: the candidate is not trusted). Older records have no outcomes;
+    there a missing score means failed.
+    """
 
     trace: int
     step: int
@@ -108,6 +121,8 @@ class Rerun(BaseModel):
     rerun_scores: list[float | None]
     mean: float | None
     std: float | None
+    rerun_outcomes: list[RerunOutcome] = Field(default_factory=list)
+    runtime_s: float | None = None  # the original run's time, which planned the re-runs
 
 
 class FinalSelection(_Event):

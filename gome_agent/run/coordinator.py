@@ -54,7 +54,7 @@ from gome_agent.records.events import (
     TaskAnalyzed,
     TraceExited,
 )
-from gome_agent.run.selection import FinalSelector
+from gome_agent.run.selection import FinalSelector, pick_candidates, rerun_makespan
 from gome_agent.run.worker import FATAL_EXIT, build_trace, load_config, load_task, make_executor, make_scheduler
 from gome_agent.strategies.prompts import Prompts, check_prompts
 from gome_agent.task.analysis import Task, analyze_task
@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 MAX_RESTARTS = 5          # per trace: beyond this a crash loop is not worth the budget
 STOP_GRACE_S = 60.0       # after the budget, how long traces get to finish before SIGTERM
 HEARTBEAT_S = 5.0
+RESERVE_CHECK_S = 15.0     # how often the final selection's reserve is sized again from the candidates
 
 
 class Interrupted(Exception):
@@ -317,7 +318,8 @@ class Run:
         budget = self.info.budget()
         self._restarts = dict.fromkeys(range(self.cfg.traces), 0)
         self.handles = {i: self._start_trace(i, llm) for i in range(self.cfg.traces)}
-        last_beat = time.monotonic()
+        last_beat = last_sized = time.monotonic()
+        reserve = budget.reserve_s
         stop_sent = False
         fatal_exits = 0
         with Progress(self.workdir) as progress:
@@ -328,7 +330,10 @@ class Run:
                 if time.monotonic() - last_beat >= HEARTBEAT_S:
                     self._beat()
                     last_beat = time.monotonic()
-                if not stop_sent and budget.elapsed() > budget.time_limit_s - budget.reserve_s + STOP_GRACE_S:
+                if time.monotonic() - last_sized >= RESERVE_CHECK_S:
+                    reserve = self._sized_reserve(budget)
+                    last_sized = time.monotonic()
+                if not stop_sent and budget.elapsed() > budget.time_limit_s - reserve + STOP_GRACE_S:
                     log.info("optimization budget spent; stopping the traces")
                     for handle in self.handles.values():
                         handle.stop()
@@ -340,6 +345,19 @@ class Run:
         ):
             return "step limit reached"
         return "budget spent"
+
+    def _sized_reserve(self, budget: Budget) -> float:
+        """The final selection's reserve: what re-running the current candidates needs, as measured by
+        their run times, between the configured share of the budget and `final_reserve_max_fraction`."""
+        if budget.reserve_s <= 0 or self.task is None:
+            return budget.reserve_s
+        candidates = pick_candidates(self.events.steps(), self.task, self.cfg.final_candidates)
+        if len(candidates) < 2:
+            return budget.reserve_s
+        # The traces are stopped STOP_GRACE_S into the reserve, and take a moment to go.
+        needed = rerun_makespan(candidates, self.cfg.final_seeds, self.cfg.traces) + STOP_GRACE_S + 15.0
+        ceiling = max(budget.reserve_s, self.cfg.time_limit_s * self.cfg.final_reserve_max_fraction)
+        return min(max(budget.reserve_s, needed), ceiling)
 
     def _reap(self, llm: LLMClient, budget: Budget, *, restart_allowed: bool) -> int:
         """Record the traces that ended, restart the ones that crashed; returns how many stopped fatally."""

@@ -1,11 +1,19 @@
 """Final selection: re-run the best candidates with other seeds and submit the most robust one.
 
-A validation score can be lucky. In the time reserved for it at the end of the
-run, the top candidates across all traces are run again with other values of
-`GOME_SEED` (which the solution contract makes the seed of the validation split
-and the models, so each re-run sees a fresh split). A candidate's robust score is
-the mean over its original and re-run scores; a candidate whose re-run fails is
-not trusted. The winner's submission is put in place.
+A validation score can be lucky. In the time reserved for it at the end of the run, the top
+candidates across all traces are run again with other values of `GOME_SEED` (which the solution
+contract makes the seed of the validation split and the models, so each re-run sees a fresh
+split). The re-runs are planned from the candidates' measured run times, best candidates first,
+so that what is started can finish within the reserve. A candidate's robust score is the mean
+over its original score and its re-runs that scored:
+
+- a re-run that crashed or broke the contract makes the candidate untrusted;
+- a re-run that ran out of time (or was not started for lack of it) is no evidence, never a
+  disqualification, so a slow, strong candidate is compared on what is known of it;
+- a re-run whose seed changed neither the score nor the predictions says nothing about
+  robustness (the code ignores GOME_SEED) and is not counted.
+
+The winner's submission is put in place, and the record says why it won.
 """
 
 from __future__ import annotations
@@ -19,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gome_agent.execution.executor import Executor, RunSpec
-from gome_agent.execution.scheduler import ResourceScheduler, needs_gpu
+from gome_agent.execution.scheduler import LeaseTimeout, ResourceScheduler, needs_gpu
 from gome_agent.optimizer.budget import Budget
 from gome_agent.records.best import BestKeeper
-from gome_agent.records.events import EventLog, FinalSelection, Rerun, StepRecord
+from gome_agent.records.events import EventLog, FinalSelection, Rerun, RerunOutcome, StepRecord
 from gome_agent.task.analysis import Task
 from gome_agent.task.sample import SampleSubmission
 from gome_agent.task.submission import check_outputs
@@ -53,12 +61,53 @@ class _Rerun:
     step: StepRecord
     seed: int
     score: float | None
+    outcome: RerunOutcome
+
+
+def expected_rerun_s(step: StepRecord) -> float:
+    """What one re-run of `step` is planned to take: its measured run time with a margin."""
+    return (step.runtime_s or 60.0) * 1.25 + 10.0
+
+
+def plan_reruns(candidates: list[StepRecord], seeds: list[int], slots: int, available_s: float
+                ) -> tuple[list[tuple[StepRecord, int]], list[tuple[StepRecord, int]]]:
+    """The re-runs that fit in `available_s` on `slots` parallel lanes (first seed of every candidate
+    first, best candidate first), and those that do not."""
+    lanes = [0.0] * max(1, slots)
+    planned, skipped = [], []
+    for seed in seeds:
+        for cand in candidates:
+            lane = min(range(len(lanes)), key=lambda i: lanes[i])
+            if lanes[lane] + expected_rerun_s(cand) <= available_s:
+                lanes[lane] += expected_rerun_s(cand)
+                planned.append((cand, seed))
+            else:
+                skipped.append((cand, seed))
+    return planned, skipped
+
+
+def rerun_makespan(candidates: list[StepRecord], seeds: list[int], slots: int) -> float:
+    """How long re-running every candidate with every seed takes on `slots` lanes, as planned."""
+    lanes = [0.0] * max(1, slots)
+    for _ in seeds:
+        for cand in candidates:
+            lane = min(range(len(lanes)), key=lambda i: lanes[i])
+            lanes[lane] += expected_rerun_s(cand)
+    return max(lanes)
+
+
+def is_trusted(c: Rerun) -> bool:
+    if c.mean is None:
+        return False
+    if c.rerun_outcomes:
+        return "failed" not in c.rerun_outcomes
+    return all(s is not None for s in c.rerun_scores)  # records made before outcomes existed
 
 
 def robust_order(candidates: list[Rerun], higher_is_better: bool) -> list[Rerun]:
-    """Trusted candidates (every re-run scored) by mean score, then by smaller spread, then by original score."""
+    """Trusted candidates (no re-run failed) by mean score, then by smaller spread, then by original score."""
     sign = 1.0 if higher_is_better else -1.0
-    trusted = [c for c in candidates if c.mean is not None and all(s is not None for s in c.rerun_scores)]
+    trusted = [c for c in candidates if is_trusted(c)]
     return sorted(trusted, key=lambda c: (sign * (c.mean or 0.0), -(c.std or 0.0), sign * c.score), reverse=True)
 
 
@@ -94,35 +143,50 @@ class FinalSelector:
         candidates = pick_candidates(self.events.steps(), self.task, self.limit)
         if len(candidates) < 2 or not self.seeds:
             return None
-        jobs = [(c, seed) for seed in self.seeds for c in candidates]
+        planned, skipped = plan_reruns(candidates, self.seeds, self.slots, self.budget.remaining_total() - 5.0)
         with ThreadPoolExecutor(max_workers=self.slots) as pool:
-            reruns = list(pool.map(lambda job: self._rerun(*job), jobs))
+            reruns = list(pool.map(lambda job: self._rerun(*job), planned))
+        reruns += [_Rerun(step, seed, None, "no_time") for step, seed in skipped]
         results = []
         for cand in candidates:
-            scores = [r.score for r in reruns if r.step is cand]
-            observed = [cand.score, *[s for s in scores if s is not None]]
+            mine = sorted((r for r in reruns if r.step is cand), key=lambda r: self.seeds.index(r.seed))
+            counted = [r.score for r in mine if r.outcome == "scored" and r.score is not None]
+            observed = [cand.score or 0.0, *counted]
             results.append(Rerun(
-                trace=cand.trace, step=cand.step, score=cand.score or 0.0, rerun_scores=scores,
-                mean=statistics.fmean(observed) if observed else None,
-                std=statistics.pstdev(observed) if len(observed) > 1 else 0.0,
+                trace=cand.trace, step=cand.step, score=cand.score or 0.0, rerun_scores=[r.score for r in mine],
+                mean=statistics.fmean(observed), std=statistics.pstdev(observed) if len(observed) > 1 else 0.0,
+                rerun_outcomes=[r.outcome for r in mine], runtime_s=cand.runtime_s,
             ))
         ranked = robust_order(results, self.task.higher_is_better)
         if not ranked:
             selection = FinalSelection(candidates=results, chosen_trace=None, chosen_step=None,
-                                       reason="no candidate scored in every re-run; the best validation score stays")
+                                       reason="every candidate had a failed re-run; the best validation score stays")
         else:
             winner = ranked[0]
             step = next(c for c in candidates if c.trace == winner.trace and c.step == winner.step)
             assert step.code_dir is not None
             self.keeper.offer(score=step.score or 0.0, trace=step.trace, step=step.step,
                               attempt_dir=self.workdir / step.code_dir, force=True)
-            selection = FinalSelection(
-                candidates=results, chosen_trace=winner.trace, chosen_step=winner.step,
-                reason=f"highest mean {self.task.metric_name} over seeds {[0, *self.seeds]}: {winner.mean:.6g}",
-            )
+            selection = FinalSelection(candidates=results, chosen_trace=winner.trace, chosen_step=winner.step,
+                                       reason=self._reason(winner, results))
         self.events.write(selection)
         log.info("final selection: %s", selection.reason)
         return selection
+
+    def _reason(self, winner: Rerun, results: list[Rerun]) -> str:
+        scored = winner.rerun_outcomes.count("scored")
+        reason = (f"trace {winner.trace} step {winner.step}: highest mean {self.task.metric_name} "
+                  f"{winner.mean:.6g} over its own score and {scored} scored re-run(s) (seeds {self.seeds})")
+        notes = []
+        for c in results:
+            label = f"trace {c.trace} step {c.step}"
+            if "failed" in c.rerun_outcomes:
+                notes.append(f"{label} not trusted (a re-run failed)")
+            elif "no_time" in c.rerun_outcomes:
+                notes.append(f"{label}: {c.rerun_outcomes.count('no_time')} re-run(s) without time, no evidence")
+            if "unchanged" in c.rerun_outcomes:
+                notes.append(f"{label}: another seed changed nothing (GOME_SEED ignored), not counted")
+        return reason + ("; " + "; ".join(notes) if notes else "")
 
     def _rerun(self, step: StepRecord, seed: int) -> _Rerun:
         assert step.code_dir is not None
@@ -133,21 +197,33 @@ class FinalSelector:
         shutil.copyfile(source / "main.py", folder / "main.py")
         code = (folder / "main.py").read_text(encoding="utf-8")
         gpu, declared = needs_gpu(code)
-        expected = (step.runtime_s or 60.0) * 2 + 60.0
+        expected = (step.runtime_s or 60.0) * 2 + 30.0  # the re-run's own time limit
         deadline = time.time() + self.budget.remaining_total()
         try:
             with self.scheduler.lease(owner=f"final-t{step.trace}", gpu=gpu, mem_mb=declared or step.gpu_peak_mb,
                                       deadline=deadline) as lease:
                 timeout = min(expected, self.budget.remaining_total() - 5.0)
                 if timeout < 5.0:
-                    return _Rerun(step, seed, None)
+                    return _Rerun(step, seed, None, "no_time")
                 result = self.executor.run(
                     RunSpec(workdir=folder, timeout_s=timeout, env={**lease.env(), "GOME_SEED": str(seed)}),
                     on_poll=lambda pids: self.scheduler.observe(lease, pids),
                 )
         except Exception as exc:  # noqa: BLE001 - one failed re-run must not end the selection
             log.warning("final re-run of trace %d step %d failed to start: %s", step.trace, step.step, exc)
-            return _Rerun(step, seed, None)
+            return _Rerun(step, seed, None, "no_time" if isinstance(exc, LeaseTimeout) else "failed")
+        if result.status == "timeout":
+            return _Rerun(step, seed, None, "no_time")
         check = check_outputs(folder, self.sample)
-        score = check.score if result.status == "ok" and check.ok else None
-        return _Rerun(step, seed, score)
+        if result.status != "ok" or not check.ok or check.score is None:
+            return _Rerun(step, seed, None, "failed")
+        if check.score == step.score and _same_file(folder / "submission.csv", source / "submission.csv"):
+            return _Rerun(step, seed, check.score, "unchanged")
+        return _Rerun(step, seed, check.score, "scored")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False

@@ -18,6 +18,7 @@ import time
 
 from gome_agent.errors import LLMError, LLMFatalError, LLMOutputError
 from gome_agent.execution.scheduler import needs_gpu
+from gome_agent.optimizer.acceptance import threshold
 from gome_agent.optimizer.budget import format_duration
 from gome_agent.optimizer.edits import diff_size
 from gome_agent.records.events import BestUpdated, StepRecord, now_iso
@@ -25,6 +26,7 @@ from gome_agent.strategies.base import Proposal, Strategy
 from gome_agent.strategies.evaluation import Evaluation, Evaluator
 from gome_agent.strategies.step import Meter, Services, StepFailed, TraceState
 from gome_agent.strategies.views import fmt_score
+from gome_agent.task.submission import read_fold_scores
 
 log = logging.getLogger(__name__)
 
@@ -156,17 +158,26 @@ class Trace:
         assert ev.check is not None and ev.check.score is not None and ev.result is not None
         score = ev.check.score
         record.score = score
+        record.fold_scores = read_fold_scores(ev.attempt_dir / "scores.json")
         best = self.state.best
         improved = task.is_better(score, best.score if best else None)
         gain = None if best is None or best.score is None else score - best.score
-        if improved and gain is not None and abs(gain) <= self.cfg.optimizer.min_improvement:
-            improved = False
         record.gain = gain
-        if not improved:
+        opt = self.cfg.optimizer
+        bar = threshold(record.fold_scores, best.fold_scores if best else None, factor=opt.noise_factor,
+                        min_improvement=opt.min_improvement, noise_aware=opt.acceptance == "noise")
+        record.noise, record.threshold = bar.noise, bar.threshold
+        within_noise = improved and gain is not None and abs(gain) <= bar.threshold
+        if not improved or within_noise:
             record.status = "rejected"
-            record.message = f"{metric} {fmt_score(score)} does not beat the best {fmt_score(record.best_before)}"
-            record.lesson = (f"Rejected: {metric} {fmt_score(score)} vs best {fmt_score(record.best_before)} "
-                             f"({task.direction_word()}), run time {format_duration(ev.result.duration_s)}; "
+            versus = f"{metric} {fmt_score(score)} vs best {fmt_score(record.best_before)} ({task.direction_word()})"
+            if within_noise:
+                assert gain is not None
+                record.message = f"the gain {gain:+.4g} is not beyond the {bar.describe(opt.noise_factor)}"
+                versus += f": the gain {gain:+.4g} is within the noise ({bar.describe(opt.noise_factor)})"
+            else:
+                record.message = f"{metric} {fmt_score(score)} does not beat the best {fmt_score(record.best_before)}"
+            record.lesson = (f"Rejected: {versus}, run time {format_duration(ev.result.duration_s)}; "
                              f"{self.strategy.rejected_code}.")
             return
         record.status = "accepted"

@@ -261,6 +261,21 @@ def _row(key: str, value: object, depth: int = 0) -> list[str]:
     return []
 
 
+def read_fold_scores(path: Path) -> list[float] | None:
+    """The per-fold validation scores in `scores.json` ("folds"), when it lists at least two finite ones."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    folds = data.get("folds") if isinstance(data, dict) else None
+    if not isinstance(folds, list):
+        return None
+    numbers = [_number(v) for v in folds]
+    if len(numbers) < 2 or any(n is None for n in numbers):
+        return None
+    return [float(n) for n in numbers if n is not None]
+
+
 def read_score_table(path: Path) -> str | None:
     """The figures a solution reported next to its score in `scores.json` (per fold, per model and
     the ensemble, time per phase), as a few lines of text; None when there are none."""

@@ -410,13 +410,25 @@ def _trace_rows(view: RunView) -> list[dict[str, Any]]:
     return rows
 
 
+_OUTCOME_TEXT = {"no_time": "no time", "failed": "failed", "unchanged": "unchanged by the seed"}
+
+
+def _rerun_text(score: float | None, outcome: str | None) -> str:
+    """A re-run as the report shows it: its score, or why there is none or why it is not counted."""
+    if outcome in (None, "scored"):
+        return fmt_score(score) if score is not None else "failed"
+    shown = _OUTCOME_TEXT.get(outcome, outcome)
+    return f"{fmt_score(score)} ({shown})" if score is not None else shown
+
+
 def _final_rows(view: RunView) -> list[dict[str, Any]]:
     selection = view.final_selection
     if selection is None:
         return []
     return [{
         "trace": c.trace, "step": c.step, "score": fmt_score(c.score),
-        "reruns": ", ".join(fmt_score(s) if s is not None else "failed" for s in c.rerun_scores),
+        "reruns": ", ".join(_rerun_text(s, o) for s, o in zip(
+            c.rerun_scores, c.rerun_outcomes or [None] * len(c.rerun_scores), strict=False)),
         "mean": fmt_score(c.mean), "std": fmt_score(c.std),
         "chosen": c.trace == selection.chosen_trace and c.step == selection.chosen_step,
     } for c in selection.candidates]

@@ -13,7 +13,7 @@ from gome_agent.execution.scheduler import NoGpuSource, ResourceScheduler
 from gome_agent.optimizer.budget import Budget
 from gome_agent.records.best import BestKeeper
 from gome_agent.records.events import EventLog, FinalSelection, Rerun, StepRecord, now_iso
-from gome_agent.run.selection import FinalSelector, pick_candidates, robust_order
+from gome_agent.run.selection import FinalSelector, pick_candidates, plan_reruns, rerun_makespan, robust_order
 from gome_agent.strategies.prompt_samples import sample_task
 from gome_agent.task.sample import find_sample_submission, load_sample_submission
 
@@ -110,3 +110,69 @@ def test_robust_order_uses_mean_then_spread():
     b = Rerun(trace=1, step=1, score=0.8, rerun_scores=[0.8], mean=0.8, std=0.0)
     c = Rerun(trace=2, step=1, score=0.99, rerun_scores=[None], mean=0.99, std=0.0)
     assert [x.trace for x in robust_order([a, b, c], True)] == [1, 0]
+
+
+def _selector(data, workdir, events, task, keeper, *, remaining_s, seeds, limit=4):
+    return FinalSelector(
+        workdir=workdir, task=task, sample=load_sample_submission(find_sample_submission(data)),
+        executor=Executor(data_dir=data, cache_dir=workdir / "cache"),
+        scheduler=ResourceScheduler(workdir / "scheduler", source=NoGpuSource(), cpus=2, slots=2),
+        keeper=keeper, events=events, budget=Budget(600, started_at=time.time() - 600 + remaining_s, reserve_s=120),
+        seeds=seeds, limit=limit, slots=2,
+    )
+
+
+def test_a_candidate_whose_rerun_timed_out_is_not_replaced_by_a_weaker_one(setting):
+    data, workdir, events, task = setting
+    # The strong candidate is slow with another seed: its re-run is cut off by the reserve's end.
+    _candidate(workdir, events, 0, 2, 0.95, "0.95 if seed == 0 else __import__('time').sleep(100)", 0.1)
+    _candidate(workdir, events, 1, 2, 0.90, "0.90 + 0.001 * seed", 0.2)
+    keeper = BestKeeper(workdir, higher_is_better=True)
+    keeper.offer(score=0.95, trace=0, step=2, attempt_dir=workdir / "traces" / "t0" / "s0002" / "a0")
+    started = time.monotonic()
+    selection = _selector(data, workdir, events, task, keeper, remaining_s=22, seeds=[1]).run()
+    assert time.monotonic() - started < 30
+    assert (selection.chosen_trace, selection.chosen_step) == (0, 2)
+    strong = next(c for c in selection.candidates if c.trace == 0)
+    assert strong.rerun_outcomes == ["no_time"] and strong.mean == pytest.approx(0.95)
+    assert "trace 0 step 2: 1 re-run(s) without time, no evidence" in selection.reason
+
+
+def test_reruns_that_cannot_finish_in_the_reserve_are_not_started(setting):
+    data, workdir, events, task = setting
+    _candidate(workdir, events, 0, 2, 0.95, "0.95", 0.1)
+    _candidate(workdir, events, 1, 2, 0.90, "0.90 + 0.001 * seed", 0.2)
+    # The first candidate took 10 minutes: no re-run of it fits in the 30 s left.
+    records = [s.model_copy(update={"runtime_s": 600.0 if s.trace == 0 else 1.0}) for s in events.steps()]
+    events.path.unlink()
+    for record in records:
+        events.write(record)
+    keeper = BestKeeper(workdir, higher_is_better=True)
+    selection = _selector(data, workdir, events, task, keeper, remaining_s=30, seeds=[1, 2]).run()
+    slow = next(c for c in selection.candidates if c.trace == 0)
+    assert slow.rerun_outcomes == ["no_time", "no_time"] and not (workdir / "final" / "t0-s0002").exists()
+    assert (selection.chosen_trace, selection.chosen_step) == (0, 2)
+
+
+def test_a_seed_that_changes_nothing_is_no_evidence_of_robustness(setting):
+    data, workdir, events, task = setting
+    _candidate(workdir, events, 0, 2, 0.91, "0.91", 0.1)  # ignores GOME_SEED: same score, same predictions
+    test = pd.read_csv(data / "test.csv")
+    original = workdir / "traces" / "t0" / "s0002" / "a0" / "submission.csv"
+    pd.DataFrame({"id": test["id"], "target": 0.1}).to_csv(original, index=False)  # what its own run wrote
+    _candidate(workdir, events, 1, 2, 0.90, "0.90 + 0.001 * seed", 0.2)
+    keeper = BestKeeper(workdir, higher_is_better=True)
+    selection = _selector(data, workdir, events, task, keeper, remaining_s=120, seeds=[1]).run()
+    fixed = next(c for c in selection.candidates if c.trace == 0)
+    assert fixed.rerun_outcomes == ["unchanged"] and fixed.mean == pytest.approx(0.91) and fixed.std == 0.0
+    assert "trace 0 step 2: another seed changed nothing (GOME_SEED ignored), not counted" in selection.reason
+
+
+def test_reruns_are_planned_best_first_within_the_time_and_the_lanes():
+    a = _step(0, 1, 0.9, "a").model_copy(update={"runtime_s": 40.0})   # 60 s planned
+    b = _step(1, 1, 0.8, "b").model_copy(update={"runtime_s": 8.0})    # 20 s planned
+    planned, skipped = plan_reruns([a, b], [1, 2], slots=2, available_s=75)
+    assert [(s.trace, seed) for s, seed in planned] == [(0, 1), (1, 1), (1, 2)]
+    assert [(s.trace, seed) for s, seed in skipped] == [(0, 2)]
+    assert rerun_makespan([a, b], [1, 2], slots=2) == pytest.approx(80.0)
+    assert rerun_makespan([a, b], [1, 2], slots=1) == pytest.approx(160.0)
