@@ -120,7 +120,7 @@ class RunConfig(_Strict):
     mirror_code_dir: Path | None = Field(None, description="also keep the best code here (MLE-bench's /home/code)")
     final_reserve_fraction: float = Field(0.08, ge=0.0, lt=0.5, description="share of the budget kept for the final selection")
     final_reserve_max_fraction: float = Field(
-        0.25, ge=0.0, lt=0.5,
+        0.15, ge=0.0, lt=0.5,
         description="the reserve grows up to this share when the candidates' measured run times need more",
     )
     final_candidates: int = Field(4, ge=1, le=12, description="solutions the final selection re-runs")

@@ -54,7 +54,7 @@ from gome_agent.records.events import (
     TaskAnalyzed,
     TraceExited,
 )
-from gome_agent.run.selection import FinalSelector, pick_candidates, rerun_makespan
+from gome_agent.run.selection import FinalSelector, pick_candidates, sized_reserve
 from gome_agent.run.worker import FATAL_EXIT, build_trace, load_config, load_task, make_executor, make_scheduler
 from gome_agent.strategies.prompts import Prompts, check_prompts
 from gome_agent.task.analysis import Task, analyze_task
@@ -352,12 +352,10 @@ class Run:
         if budget.reserve_s <= 0 or self.task is None:
             return budget.reserve_s
         candidates = pick_candidates(self.events.steps(), self.task, self.cfg.final_candidates)
-        if len(candidates) < 2:
-            return budget.reserve_s
         # The traces are stopped STOP_GRACE_S into the reserve, and take a moment to go.
-        needed = rerun_makespan(candidates, self.cfg.final_seeds, self.cfg.traces) + STOP_GRACE_S + 15.0
-        ceiling = max(budget.reserve_s, self.cfg.time_limit_s * self.cfg.final_reserve_max_fraction)
-        return min(max(budget.reserve_s, needed), ceiling)
+        return sized_reserve(candidates, self.cfg.final_seeds, self.cfg.traces, configured_s=budget.reserve_s,
+                             ceiling_s=self.cfg.time_limit_s * self.cfg.final_reserve_max_fraction,
+                             stop_s=STOP_GRACE_S + 15.0)
 
     def _reap(self, llm: LLMClient, budget: Budget, *, restart_allowed: bool) -> int:
         """Record the traces that ended, restart the ones that crashed; returns how many stopped fatally."""

@@ -96,6 +96,16 @@ def rerun_makespan(candidates: list[StepRecord], seeds: list[int], slots: int) -
     return max(lanes)
 
 
+def sized_reserve(candidates: list[StepRecord], seeds: list[int], slots: int, *, configured_s: float,
+                  ceiling_s: float, stop_s: float) -> float:
+    """The time to keep for the final selection: what re-running `candidates` with `seeds` needs
+    (plus `stop_s` to stop the traces), never less than `configured_s`, never more than `ceiling_s`."""
+    if len(candidates) < 2 or not seeds:
+        return configured_s
+    needed = rerun_makespan(candidates, seeds, slots) + stop_s
+    return min(max(configured_s, needed), max(configured_s, ceiling_s))
+
+
 def is_trusted(c: Rerun) -> bool:
     if c.mean is None:
         return False

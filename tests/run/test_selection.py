@@ -13,7 +13,14 @@ from gome_agent.execution.scheduler import NoGpuSource, ResourceScheduler
 from gome_agent.optimizer.budget import Budget
 from gome_agent.records.best import BestKeeper
 from gome_agent.records.events import EventLog, FinalSelection, Rerun, StepRecord, now_iso
-from gome_agent.run.selection import FinalSelector, pick_candidates, plan_reruns, rerun_makespan, robust_order
+from gome_agent.run.selection import (
+    FinalSelector,
+    pick_candidates,
+    plan_reruns,
+    rerun_makespan,
+    robust_order,
+    sized_reserve,
+)
 from gome_agent.strategies.prompt_samples import sample_task
 from gome_agent.task.sample import find_sample_submission, load_sample_submission
 
@@ -176,3 +183,14 @@ def test_reruns_are_planned_best_first_within_the_time_and_the_lanes():
     assert [(s.trace, seed) for s, seed in skipped] == [(0, 2)]
     assert rerun_makespan([a, b], [1, 2], slots=2) == pytest.approx(80.0)
     assert rerun_makespan([a, b], [1, 2], slots=1) == pytest.approx(160.0)
+
+
+def test_the_reserve_grows_with_the_candidates_run_times_within_its_bounds():
+    fast = [_step(0, 1, 0.9, "a").model_copy(update={"runtime_s": 8.0}),
+            _step(1, 1, 0.8, "b").model_copy(update={"runtime_s": 8.0})]
+    slow = [s.model_copy(update={"runtime_s": 400.0}) for s in fast]
+    bounds = {"configured_s": 300.0, "ceiling_s": 900.0, "stop_s": 75.0}
+    assert sized_reserve(fast, [1, 2], 2, **bounds) == 300.0          # 2 x 20 s + 75 s: the configured share
+    assert sized_reserve(slow[:1], [1, 2], 2, **bounds) == 300.0      # one candidate: no selection to size
+    assert sized_reserve(slow, [1, 2], 1, **bounds) == 900.0          # 4 x 510 s + 75 s, capped
+    assert sized_reserve(slow, [1], 2, **bounds) == pytest.approx(510.0 + 75.0)
