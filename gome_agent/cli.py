@@ -99,13 +99,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_prompts_check(args: argparse.Namespace) -> int:
-    from gome_agent.strategies.prompts import check_prompts
+    from gome_agent.strategies.prompts import DEFAULT_DIR, check_prompts
 
     checked, problems = check_prompts(args.dir)
     for problem in problems:
         print(f"error: {problem}")
     overridden = sorted(p.stem for p in args.dir.glob("*.j2"))
-    print(f"checked {len(checked)} templates ({len(overridden)} overridden in {args.dir}): "
+    where = "the defaults" if args.dir.resolve() == DEFAULT_DIR.resolve() else f"{len(overridden)} overridden in {args.dir}"
+    print(f"checked {len(checked)} templates ({where}): "
           f"{'no problems' if not problems else f'{len(problems)} problem(s)'}")
     return 1 if problems else 0
 

@@ -361,6 +361,9 @@ def _step_row(view: RunView, step: StepRecord, budget: _CodeBudget) -> dict[str,
         "best_before": fmt_score(step.best_before),
         "message": step.message,
         "lesson": step.lesson,
+        "acceptance": "" if step.threshold is None or step.noise is None else (
+            f"fold scores {', '.join(fmt_score(f) for f in step.fold_scores or [])}; noise {step.noise:.4g}, "
+            f"a gain had to beat {step.threshold:.4g}"),
         "change": step.change if step.change.strip() != step.hypothesis.strip() else "",
         "runs": step.runs,
         "run_status": step.run_status or "",
