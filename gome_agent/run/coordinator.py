@@ -59,6 +59,7 @@ from gome_agent.run.worker import FATAL_EXIT, build_trace, load_config, load_tas
 from gome_agent.strategies.prompts import Prompts, check_prompts
 from gome_agent.task.analysis import Task, analyze_task
 from gome_agent.task.fallback import build_constant_submission
+from gome_agent.task.folds import plan_folds
 from gome_agent.task.profile import profile_tables
 from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission
 from gome_agent.task.scan import competition_id_of, scan_competition
@@ -209,8 +210,13 @@ class Run:
                                 description_path=self.cfg.description_path)
         task = analyze_task(llm, prompts, scan, higher_is_better=self.cfg.higher_is_better,
                             deadline=time.time() + self.cfg.time_limit_s)
-        task = task.model_copy(update={"data_profile": profile_tables(scan, task)})
+        folds = plan_folds(scan, id_column=task.id_column, target_columns=task.target_columns,
+                           task_type=task.task_type, seeds=[self.cfg.seed, *self.cfg.final_seeds],
+                           out=self.workdir / "validation")
+        task = task.model_copy(update={"data_profile": profile_tables(scan, task), "folds": folds})
         jsonl.write_json(self.workdir / "task.json", task)
+        self._record(Note(level="info" if folds.available else "warning",
+                          message=("validation folds: " if folds.available else "no validation folds: ") + folds.reason))
         self.events.write(TaskAnalyzed(
             metric_name=task.metric_name, higher_is_better=task.higher_is_better,
             direction_source=task.direction_source,

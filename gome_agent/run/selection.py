@@ -32,6 +32,7 @@ from gome_agent.optimizer.budget import Budget
 from gome_agent.records.best import BestKeeper
 from gome_agent.records.events import EventLog, FinalSelection, Rerun, RerunOutcome, StepRecord
 from gome_agent.task.analysis import Task
+from gome_agent.task.folds import FOLDS_FILE, copy_folds
 from gome_agent.task.sample import SampleSubmission
 from gome_agent.task.submission import check_outputs
 
@@ -205,6 +206,7 @@ class FinalSelector:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         shutil.copyfile(source / "main.py", folder / "main.py")
+        folds = copy_folds(self.workdir / "validation", folder, seed)  # a fresh split for another seed
         code = (folder / "main.py").read_text(encoding="utf-8")
         gpu, declared = needs_gpu(code)
         expected = (step.runtime_s or 60.0) * 2 + 30.0  # the re-run's own time limit
@@ -216,7 +218,8 @@ class FinalSelector:
                 if timeout < 5.0:
                     return _Rerun(step, seed, None, "no_time")
                 result = self.executor.run(
-                    RunSpec(workdir=folder, timeout_s=timeout, env={**lease.env(), "GOME_SEED": str(seed)}),
+                    RunSpec(workdir=folder, timeout_s=timeout, env={**lease.env(), "GOME_SEED": str(seed),
+                                                                   **({"GOME_FOLDS": FOLDS_FILE} if folds else {})}),
                     on_poll=lambda pids: self.scheduler.observe(lease, pids),
                 )
         except Exception as exc:  # noqa: BLE001 - one failed re-run must not end the selection

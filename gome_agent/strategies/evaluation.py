@@ -19,6 +19,7 @@ from gome_agent.execution.failures import Cause, failure_cause
 from gome_agent.execution.scheduler import LeaseTimeout, is_gpu_oom, needs_gpu
 from gome_agent.strategies.step import Meter, Services, StepFailed
 from gome_agent.strategies.views import Failure, tail
+from gome_agent.task.folds import FOLDS_FILE, copy_folds, folds_problem
 from gome_agent.task.submission import OutputCheck, check_outputs
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ class Evaluator:
         self.services = services
         self.max_run_s = max_run_s
         self.gpu_peak_mb: int | None = None  # the last measured GPU peak of this trace's runs
+        plan = services.task.folds
+        self.folds = plan is not None and plan.available
+        self.validation_dir = services.config.workdir / "validation"
 
     def evaluate(self, code: str, step_dir: Path, goal: str, meter: Meter, *, max_debug: int, fix: Fix) -> Evaluation:
         earlier: list[str] = []
@@ -66,6 +70,8 @@ class Evaluator:
             attempt_dir = step_dir / f"a{attempt}"
             attempt_dir.mkdir(parents=True, exist_ok=True)
             (attempt_dir / "main.py").write_text(code, encoding="utf-8")
+            if self.folds:
+                copy_folds(self.validation_dir, attempt_dir)
             outcome = self.run_once(code, attempt_dir)
             # The solution may have replaced or removed its own main.py; the step's code is what was proposed.
             (attempt_dir / "main.py").write_text(code, encoding="utf-8")
@@ -103,6 +109,9 @@ class Evaluator:
 
     def check(self, attempt_dir: Path, result: RunResult) -> OutputCheck:
         check = check_outputs(attempt_dir, self.services.sample)
+        changed = folds_problem(self.validation_dir, attempt_dir) if self.folds else None
+        if changed is not None:
+            check = check.model_copy(update={"valid_submission": False, "problems": [changed, *check.problems]})
         validator = self.services.validator
         if result.status == "ok" and check.ok and validator is not None:
             problem = validator(attempt_dir / "submission.csv")
@@ -127,7 +136,8 @@ class Evaluator:
                         return None
                     spec = RunSpec(
                         workdir=attempt_dir, timeout_s=timeout, memory_limit_bytes=self.memory_limit(),
-                        env={**lease.env(), "GOME_SEED": str(s.config.seed)},
+                        env={**lease.env(), "GOME_SEED": str(s.config.seed),
+                             **({"GOME_FOLDS": FOLDS_FILE} if self.folds else {})},
                     )
                     result = s.executor.run(spec, on_poll=lambda pids: s.scheduler.observe(lease, pids))
                     peak = s.scheduler.peak_mb(lease)

@@ -11,6 +11,7 @@ from typing import Any
 
 from gome_agent.strategies.views import AcceptedView, BestView, DirectionView, Failure, MemoryView, StepView
 from gome_agent.task.analysis import Task
+from gome_agent.task.folds import FoldPlan
 
 _CODE = '''import json
 import pandas as pd
@@ -41,6 +42,8 @@ def sample_task() -> Task:
         sample_path=Path("/data/sample-binary/sample_submission.csv"),
         description="# Sample competition\nPredict churn. Submissions are evaluated on area under the ROC curve.",
         files_text="train.csv: 800 rows x 12 columns\ntest.csv: 200 rows x 11 columns\nsample_submission.csv: 200 rows",
+        folds=FoldPlan(available=True, reason="5 folds of the 800 rows of train.csv by id, stratified by target",
+                       table="train.csv", id_column="id", label_column="target", folds=5, stratified=True, rows=800),
         data_profile="train.csv (800 rows, 12 columns):\n- target target: 2 classes: '0' 560 (70.0%), '1' 240 (30.0%)\n"
                      "- id (id): int, no missing, 800 unique, 1..800, mean 400.5",
     )

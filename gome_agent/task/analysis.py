@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from gome_agent.errors import TaskError
 from gome_agent.llm.types import Message
 from gome_agent.task.description import prompt_description
+from gome_agent.task.folds import FoldPlan
 from gome_agent.task.metrics import known_direction, mentioned_metrics, stated_direction
 from gome_agent.task.sample import SampleSubmission, load_sample_submission
 from gome_agent.task.scan import CompetitionScan
@@ -72,6 +73,7 @@ class Task(BaseModel):
     # profile of the tables (computed once per run; empty in runs made before they existed).
     prompt_description: str = ""
     data_profile: str = ""
+    folds: FoldPlan | None = None  # the harness's validation folds (None in runs made before they existed)
 
     @model_validator(mode="after")
     def _bounded_description(self) -> Task:

@@ -1,0 +1,124 @@
+"""Validation folds the harness owns: one assignment of the labelled training rows, for every step.
+
+At the start of a run gome assigns each row of the training table to one of k folds (stratified by
+the label for classification, shuffled otherwise; deterministic from the seed) and writes it as
+`validation/folds.csv` (the id column and `fold`). Every attempt gets a copy as `./folds.csv`
+(named by `GOME_FOLDS`), and the contract asks solutions to validate on exactly these folds, so the
+scores of every step of every trace are measured on the same rows and compare. The final
+selection's re-runs get the assignment of their own seed (`folds-seed<N>.csv`), a fresh split.
+
+A task without a labelled table keyed by unique ids, or one too large to list, gets no folds; the
+run says why and solutions split the data themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from gome_agent.task.scan import CompetitionScan
+
+FOLDS = 5
+MAX_FOLD_ROWS = 2_000_000  # a fold file of more rows costs more than it saves; such tasks sample anyway
+MAX_STRATA = 50
+FOLDS_FILE = "folds.csv"
+_READABLE = re.compile(r"\.(csv|tsv)(\.(gz|zip|bz2|xz))?$", re.IGNORECASE)
+
+
+class FoldPlan(BaseModel):
+    """How the harness split the labelled rows (saved in task.json), or why it could not."""
+
+    available: bool
+    reason: str  # what the folds are, or why there are none
+    table: str | None = None  # the training table, relative to the competition folder
+    id_column: str | None = None
+    label_column: str | None = None
+    folds: int = 0
+    stratified: bool = False
+    rows: int = 0
+
+
+def _training_table(scan: CompetitionScan, id_column: str, targets: list[str]) -> tuple[str, list[str]] | None:
+    """The training table, its columns and its label columns (targets, or what only it has)."""
+    sample = scan.sample_path.relative_to(scan.data_dir).as_posix()
+    tables = [f for f in scan.files if f.kind == "table" and f.path != sample and f.columns and _READABLE.search(f.path)]
+    test_columns = {c for f in tables if "test" in f.path.lower() for c in f.columns or []}
+    for info in sorted(tables, key=lambda f: (0 if "train" in f.path.lower() else 1, f.path)):
+        columns = info.columns or []
+        if id_column not in columns or "test" in info.path.lower():
+            continue
+        labels = [c for c in targets if c in columns]
+        if not labels and test_columns:
+            labels = [c for c in columns if c not in test_columns and c != id_column]
+        if labels:
+            return info.path, labels
+    return None
+
+
+def plan_folds(scan: CompetitionScan, *, id_column: str, target_columns: list[str], task_type: str,
+               seeds: list[int], out: Path, k: int = FOLDS) -> FoldPlan:
+    """Assign the folds for each of `seeds` (the first is the run's), write them to `out`, and say how."""
+    found = _training_table(scan, id_column, target_columns)
+    if found is None:
+        return FoldPlan(available=False, reason=f"no training table has the id column {id_column!r} and the "
+                        "labels; solutions make their own validation split")
+    table, labels = found
+    info = next(f for f in scan.files if f.path == table)
+    if info.rows is not None and info.rows > MAX_FOLD_ROWS:
+        return FoldPlan(available=False, table=table, reason=f"{table} has {info.rows:,} rows, more than the "
+                        f"{MAX_FOLD_ROWS:,} a fold file lists; solutions make their own validation split")
+    path = scan.data_dir / table
+    sep = "\t" if ".tsv" in table.lower() else ","
+    try:
+        frame = pd.read_csv(path, sep=sep, usecols=[id_column, labels[0]], low_memory=False)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        return FoldPlan(available=False, table=table, reason=f"{table} cannot be read for folds ({exc})")
+    ids, label = frame[id_column], frame[labels[0]]
+    if len(frame) < 2 * k or ids.isna().any() or not ids.is_unique:
+        return FoldPlan(available=False, table=table, reason=f"the ids of {table} are missing, repeated or too few "
+                        f"for {k} folds; solutions make their own validation split")
+    counts = label.value_counts(dropna=False)
+    stratified = (len(labels) == 1 and "class" in task_type.lower() and len(counts) <= MAX_STRATA
+                  and int(counts.min()) >= k)
+    out.mkdir(parents=True, exist_ok=True)
+    for n, seed in enumerate(seeds):
+        splitter = (StratifiedKFold(n_splits=k, shuffle=True, random_state=seed) if stratified
+                    else KFold(n_splits=k, shuffle=True, random_state=seed))
+        fold = np.zeros(len(frame), dtype=int)
+        for number, (_, rows) in enumerate(splitter.split(frame, label.astype(str) if stratified else None)):
+            fold[rows] = number
+        name = FOLDS_FILE if n == 0 else f"folds-seed{seed}.csv"
+        pd.DataFrame({id_column: ids, "fold": fold}).to_csv(out / name, index=False)
+    how = f"stratified by {labels[0]}" if stratified else "shuffled"
+    return FoldPlan(available=True, table=table, id_column=id_column, label_column=labels[0], folds=k,
+                    stratified=stratified, rows=len(frame),
+                    reason=f"{k} folds of the {len(frame):,} rows of {table} by {id_column}, {how}")
+
+
+def copy_folds(validation_dir: Path, attempt_dir: Path, seed: int | None = None) -> bool:
+    """Put the run's folds (or those of `seed`, for a final re-run) into an attempt folder."""
+    source = validation_dir / (FOLDS_FILE if seed is None else f"folds-seed{seed}.csv")
+    if not source.is_file():
+        source = validation_dir / FOLDS_FILE
+    if not source.is_file():
+        return False
+    (attempt_dir / FOLDS_FILE).write_bytes(source.read_bytes())
+    return True
+
+
+def folds_problem(validation_dir: Path, attempt_dir: Path, seed: int | None = None) -> str | None:
+    """Why the attempt's ./folds.csv is not the one it was given (None when it is intact)."""
+    source = validation_dir / (FOLDS_FILE if seed is None else f"folds-seed{seed}.csv")
+    if not source.is_file():
+        source = validation_dir / FOLDS_FILE
+    try:
+        if (attempt_dir / FOLDS_FILE).read_bytes() == source.read_bytes():
+            return None
+    except FileNotFoundError:
+        return "the solution deleted ./folds.csv; validate on it, never write or remove it"
+    return "the solution changed ./folds.csv; validate on it as given, never write it"
