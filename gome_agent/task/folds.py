@@ -100,11 +100,15 @@ def plan_folds(scan: CompetitionScan, *, id_column: str, target_columns: list[st
                     reason=f"{k} folds of the {len(frame):,} rows of {table} by {id_column}, {how}")
 
 
+def _source(validation_dir: Path, seed: int | None) -> Path:
+    """The folds of `seed` (a final re-run), else the run's own."""
+    own = validation_dir / (FOLDS_FILE if seed is None else f"folds-seed{seed}.csv")
+    return own if own.is_file() else validation_dir / FOLDS_FILE
+
+
 def copy_folds(validation_dir: Path, attempt_dir: Path, seed: int | None = None) -> bool:
     """Put the run's folds (or those of `seed`, for a final re-run) into an attempt folder."""
-    source = validation_dir / (FOLDS_FILE if seed is None else f"folds-seed{seed}.csv")
-    if not source.is_file():
-        source = validation_dir / FOLDS_FILE
+    source = _source(validation_dir, seed)
     if not source.is_file():
         return False
     (attempt_dir / FOLDS_FILE).write_bytes(source.read_bytes())
@@ -113,9 +117,7 @@ def copy_folds(validation_dir: Path, attempt_dir: Path, seed: int | None = None)
 
 def folds_problem(validation_dir: Path, attempt_dir: Path, seed: int | None = None) -> str | None:
     """Why the attempt's ./folds.csv is not the one it was given (None when it is intact)."""
-    source = validation_dir / (FOLDS_FILE if seed is None else f"folds-seed{seed}.csv")
-    if not source.is_file():
-        source = validation_dir / FOLDS_FILE
+    source = _source(validation_dir, seed)
     try:
         if (attempt_dir / FOLDS_FILE).read_bytes() == source.read_bytes():
             return None
