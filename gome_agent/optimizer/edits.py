@@ -178,7 +178,12 @@ class DiffSize:
         return f"line {self.first}" if self.first == self.last else f"lines {self.first}-{self.last}"
 
     def __str__(self) -> str:
-        return f"+{self.added}/-{self.removed} lines" + (f" at {self.region}" if self.region else "")
+        return describe_diff(self.added, self.removed, self.region)
+
+
+def describe_diff(added: int, removed: int, region: str | None) -> str:
+    """A change's size as prompts and records say it: "+5/-2 lines at lines 12-18"."""
+    return f"+{added}/-{removed} lines" + (f" at {region}" if region else "")
 
 
 def diff_size(old: str, new: str) -> DiffSize:

@@ -128,8 +128,7 @@ _FIX_WORDS = re.compile(
     r"drop\w*|exclud\w*|impute\w*|install\w*|replac\w*|without|instead)\b",
     re.IGNORECASE,
 )
-
-
+# Words by which it says what it repairs is a failure.
 _FAILURE_WORDS = re.compile(r"\b(error\w*|fail\w*|bug\w*|crash\w*|exception\w*|broke\w*)\b", re.IGNORECASE)
 
 
@@ -142,11 +141,9 @@ def _fixes(direction: Direction, tried: Tried) -> bool:
     return bool(_FIX_WORDS.search(text)) and names_it
 
 
-def _repeat(direction: Direction, tried: list[Tried], index: TextIndex | None) -> tuple[float, list[str]]:
-    """How much `direction` repeats a change that already did not work (0..1), and why."""
-    if index is None:
-        return 0.0, []
-    sims = index.query(direction.hypothesis)
+def _repeat(direction: Direction, tried: list[Tried], sims: list[float]) -> tuple[float, list[str]]:
+    """How much `direction` repeats a change that already did not work (0..1), and why; `sims[i]`
+    is its similarity to `tried[i]`."""
     alike = sorted(((t, sim) for t, sim in zip(tried, sims, strict=True) if sim >= _RELATED), key=lambda x: -x[1])
     worst, notes = 0.0, []
     for t, sim in alike:
@@ -194,7 +191,7 @@ def select_direction(
                 bonus = 0.0
         if bonus:
             notes.append(f"momentum +{bonus:.2f}: like successes in the run's memory")
-        rep, rep_notes = _repeat(cand, tried, index)
+        rep, rep_notes = _repeat(cand, tried, index.query(cand.hypothesis) if index else [])
         penalty = repeat_penalty * rep
         notes += rep_notes
         ranking.append(

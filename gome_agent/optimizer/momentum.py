@@ -178,6 +178,10 @@ class SuccessMemory:
         weight = similarity * decay + math.tanh(advantage)
         return Recall(entry=entry, age=age, similarity=similarity, decay=decay, advantage=advantage, weight=weight)
 
+    def ids_of(self, steps: set[tuple[int, int]]) -> set[str]:
+        """The ids of the entries recorded for these (trace, step) pairs."""
+        return {e.id for e in self.entries() if (e.trace, e.step) in steps}
+
     def support(self, texts: list[str], *, exclude_ids: set[str] | frozenset[str] = frozenset()) -> list[float]:
         """For each text, the strongest age-decayed similarity to any success (0..1), leaving out
         `exclude_ids` (the asking trace's own accepted steps, whose changes its code already has)."""

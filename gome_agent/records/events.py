@@ -92,6 +92,10 @@ class StepRecord(_Event):
     output_tokens: int = 0
     cost_usd: float = 0.0
 
+    def reported_change(self) -> str:
+        """The change made, when it says more than the hypothesis ("" when it only repeats it)."""
+        return "" if self.change.strip() == self.hypothesis.strip() else self.change
+
 
 class DraftApproach(_Event):
     """A trace's draft approach, announced before its code runs, so other drafts can differ from it."""

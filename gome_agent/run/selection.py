@@ -19,6 +19,7 @@ The winner's submission is put in place, and the record says why it won.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import statistics
 import time
@@ -70,10 +71,10 @@ def expected_rerun_s(step: StepRecord) -> float:
     return (step.runtime_s or 60.0) * 1.25 + 10.0
 
 
-def plan_reruns(candidates: list[StepRecord], seeds: list[int], slots: int, available_s: float
-                ) -> tuple[list[tuple[StepRecord, int]], list[tuple[StepRecord, int]]]:
-    """The re-runs that fit in `available_s` on `slots` parallel lanes (first seed of every candidate
-    first, best candidate first), and those that do not."""
+def _schedule(candidates: list[StepRecord], seeds: list[int], slots: int, available_s: float
+              ) -> tuple[list[tuple[StepRecord, int]], list[tuple[StepRecord, int]], list[float]]:
+    """Re-runs onto `slots` lanes, first seed of every candidate first, best candidate first: those
+    that fit in `available_s`, those that do not, and how busy each lane ends up."""
     lanes = [0.0] * max(1, slots)
     planned, skipped = [], []
     for seed in seeds:
@@ -84,17 +85,19 @@ def plan_reruns(candidates: list[StepRecord], seeds: list[int], slots: int, avai
                 planned.append((cand, seed))
             else:
                 skipped.append((cand, seed))
+    return planned, skipped, lanes
+
+
+def plan_reruns(candidates: list[StepRecord], seeds: list[int], slots: int, available_s: float
+                ) -> tuple[list[tuple[StepRecord, int]], list[tuple[StepRecord, int]]]:
+    """The re-runs that fit in `available_s` on `slots` parallel lanes, and those that do not."""
+    planned, skipped, _ = _schedule(candidates, seeds, slots, available_s)
     return planned, skipped
 
 
 def rerun_makespan(candidates: list[StepRecord], seeds: list[int], slots: int) -> float:
     """How long re-running every candidate with every seed takes on `slots` lanes, as planned."""
-    lanes = [0.0] * max(1, slots)
-    for _ in seeds:
-        for cand in candidates:
-            lane = min(range(len(lanes)), key=lambda i: lanes[i])
-            lanes[lane] += expected_rerun_s(cand)
-    return max(lanes)
+    return max(_schedule(candidates, seeds, slots, math.inf)[2])
 
 
 def sized_reserve(candidates: list[StepRecord], seeds: list[int], slots: int, *, configured_s: float,

@@ -32,7 +32,6 @@ from gome_agent.strategies.views import (
     fmt_score,
     tail,
 )
-from gome_agent.task.submission import read_score_table
 
 _SHORTER_EDITS = ("Reply again, shorter: the `Change:` line and only the SEARCH/REPLACE blocks the change needs, "
                   "each SEARCH as short as uniqueness allows, no whole file and no explanations.")
@@ -180,11 +179,11 @@ class Strategy(ABC):
     def best_view(self) -> BestView:
         best = self.state.best
         assert best is not None and self.state.best_code is not None
-        table = read_score_table(self.cfg.workdir / best.code_dir / "scores.json") if best.code_dir else None
         return BestView(
             step=best.step, score=fmt_score(best.score), hypothesis=best.hypothesis,
             runtime=budget_mod.format_duration(self.state.best_runtime_s),
-            stdout_tail=tail(self.state.best_stdout_tail, 1500), code=self.state.best_code, score_table=table,
+            stdout_tail=tail(self.state.best_stdout_tail, 1500), code=self.state.best_code,
+            score_table=self.state.best_score_table,
         )
 
     def history(self) -> History:
@@ -212,7 +211,7 @@ class Strategy(ABC):
             best_score=best.score if best else None,
             higher_is_better=self.services.task.higher_is_better,
             top_k=self.opt.memory_top_k,
-            exclude_ids={e.id for e in memory.entries() if (e.trace, e.step) in shown},
+            exclude_ids=memory.ids_of(shown),
         )
         return History(
             accepted=[AcceptedView.of(s) for s in accepted],

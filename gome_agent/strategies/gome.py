@@ -66,8 +66,7 @@ class GomeStrategy(Strategy):
         texts = [f"{c.hypothesis} {c.component}" for c in gradient.candidates]
         accepted = [x for x in self.state.steps if x.accepted]
         if self.opt.momentum:
-            own = {(self.index, x.step) for x in accepted}
-            mine = {e.id for e in s.memory.entries() if (e.trace, e.step) in own}
+            mine = s.memory.ids_of({(self.index, x.step) for x in accepted})
             support = s.memory.support(texts, exclude_ids=mine)
         else:
             support = [0.0] * len(texts)

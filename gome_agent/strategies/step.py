@@ -20,6 +20,7 @@ from gome_agent.strategies.prompts import Prompts
 from gome_agent.strategies.views import read_tail
 from gome_agent.task.analysis import Task
 from gome_agent.task.sample import SampleSubmission
+from gome_agent.task.submission import read_score_table
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class TraceState:
     best_code: str | None = None
     best_runtime_s: float = 0.0
     best_stdout_tail: str = ""
+    best_score_table: str | None = None  # the figures the best's run reported (scores.json)
 
     @property
     def next_step(self) -> int:
@@ -71,6 +73,7 @@ class TraceState:
                 state.best = record
                 state.best_runtime_s = record.runtime_s or 0.0
                 state.best_stdout_tail = read_tail(folder / "stdout.txt")
+                state.best_score_table = read_score_table(folder / "scores.json")
                 break
         return state
 

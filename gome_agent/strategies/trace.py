@@ -26,7 +26,7 @@ from gome_agent.strategies.base import Proposal, Strategy
 from gome_agent.strategies.evaluation import Evaluation, Evaluator
 from gome_agent.strategies.step import Meter, Services, StepFailed, TraceState
 from gome_agent.strategies.views import fmt_score
-from gome_agent.task.submission import read_fold_scores
+from gome_agent.task.submission import read_score_table
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class Trace:
         assert ev.check is not None and ev.check.score is not None and ev.result is not None
         score = ev.check.score
         record.score = score
-        record.fold_scores = read_fold_scores(ev.attempt_dir / "scores.json")
+        record.fold_scores = ev.check.fold_scores
         best = self.state.best
         improved = task.is_better(score, best.score if best else None)
         gain = None if best is None or best.score is None else score - best.score
@@ -191,6 +191,7 @@ class Trace:
         self.state.best_code = ev.code
         self.state.best_runtime_s = ev.result.duration_s
         self.state.best_stdout_tail = ev.result.stdout_tail
+        self.state.best_score_table = read_score_table(ev.attempt_dir / "scores.json")
 
     # Publication ----------------------------------------------------------------
     def _publish(self, record: StepRecord) -> None:

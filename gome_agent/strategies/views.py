@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gome_agent.optimizer.edits import describe_diff
 from gome_agent.optimizer.gradient import Direction
 from gome_agent.optimizer.momentum import Recall
 from gome_agent.records.events import StepRecord
@@ -102,11 +103,11 @@ class StepView:
     def of(cls, s: StepRecord) -> StepView:
         diff = None
         if s.lines_added is not None and s.lines_removed is not None:
-            diff = f"+{s.lines_added}/-{s.lines_removed} lines" + (f" at {s.changed_lines}" if s.changed_lines else "")
-        change = "" if s.change.strip() == s.hypothesis.strip() else s.change[:300]
+            diff = describe_diff(s.lines_added, s.lines_removed, s.changed_lines)
         return cls(
             step=s.step, kind=s.kind, hypothesis=s.hypothesis[:400], component=s.component, status=s.status,
-            score=None if s.score is None else fmt_score(s.score), lesson=s.lesson[:600], change=change, diff=diff,
+            score=None if s.score is None else fmt_score(s.score), lesson=s.lesson[:600],
+            change=s.reported_change()[:300], diff=diff,
         )
 
 

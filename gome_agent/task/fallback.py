@@ -21,12 +21,12 @@ from gome_agent.errors import TaskError
 from gome_agent.task.analysis import Task
 from gome_agent.task.metrics import normalize_metric_name
 from gome_agent.task.sample import SampleSubmission, read_csv_checked
+from gome_agent.task.scan import text_table_separator
 
 PROBABILITY_EPS = 1e-3  # keeps log loss finite when a class never occurs in training
 MAX_TRAIN_ROWS = 2_000_000  # a constant needs no more; big label files (taxi fares) stay fast
 _LABEL_HEAD_ROWS = 1000
 
-_TABLE_NAME = re.compile(r"\.(csv|tsv)(\.(gz|zip|bz2|xz))?$", re.IGNORECASE)
 _SAMPLE_NAME = re.compile(r"sample[_\- ]?submission", re.IGNORECASE)
 _LABEL_METRICS = frozenset({
     "accuracy", "balanced_accuracy", "f1", "fbeta", "precision", "recall", "specificity", "mcc", "kappa",
@@ -108,16 +108,12 @@ def _candidate_tables(data_dir: Path, sample_path: Path) -> list[Path]:
     for pattern in ("*", "*/*"):
         level = [
             p for p in data_dir.glob(pattern)
-            if _TABLE_NAME.search(p.name) and not _SAMPLE_NAME.search(p.name) and p.is_file()
+            if text_table_separator(p.name) and not _SAMPLE_NAME.search(p.name) and p.is_file()
             and p.resolve() != sample_path.resolve() and p.resolve().is_relative_to(root)
         ]
         level.sort(key=lambda p: ("train" not in p.name.lower(), "label" not in p.name.lower(), p.name))
         found.extend(level)
     return found
-
-
-def _sep(path: Path) -> str:
-    return "\t" if ".tsv" in path.name.lower() else ","
 
 
 def _header(path: Path) -> list[str] | None:
@@ -128,7 +124,7 @@ def _header(path: Path) -> list[str] | None:
 def _read(path: Path, **kwargs: object) -> pd.DataFrame | None:
     """A training table read as strings, or None when it cannot be read (a bad extra file is skipped)."""
     try:
-        return read_csv_checked(path, sep=_sep(path), dtype=str, **kwargs)
+        return read_csv_checked(path, sep=text_table_separator(path.name), dtype=str, **kwargs)
     except TaskError:
         return None
 

@@ -13,7 +13,6 @@ run says why and solutions split the data themselves.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,12 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from gome_agent.task.scan import CompetitionScan
+from gome_agent.task.scan import CompetitionScan, FileInfo, text_table_separator
 
 FOLDS = 5
 MAX_FOLD_ROWS = 2_000_000  # a fold file of more rows costs more than it saves; such tasks sample anyway
 MAX_STRATA = 50
 FOLDS_FILE = "folds.csv"
-_READABLE = re.compile(r"\.(csv|tsv)(\.(gz|zip|bz2|xz))?$", re.IGNORECASE)
 
 
 class FoldPlan(BaseModel):
@@ -43,20 +41,13 @@ class FoldPlan(BaseModel):
     rows: int = 0
 
 
-def _training_table(scan: CompetitionScan, id_column: str, targets: list[str]) -> tuple[str, list[str]] | None:
-    """The training table, its columns and its label columns (targets, or what only it has)."""
-    sample = scan.sample_path.relative_to(scan.data_dir).as_posix()
-    tables = [f for f in scan.files if f.kind == "table" and f.path != sample and f.columns and _READABLE.search(f.path)]
-    test_columns = {c for f in tables if "test" in f.path.lower() for c in f.columns or []}
-    for info in sorted(tables, key=lambda f: (0 if "train" in f.path.lower() else 1, f.path)):
-        columns = info.columns or []
-        if id_column not in columns or "test" in info.path.lower():
-            continue
-        labels = [c for c in targets if c in columns]
-        if not labels and test_columns:
-            labels = [c for c in columns if c not in test_columns and c != id_column]
-        if labels:
-            return info.path, labels
+def _training_table(scan: CompetitionScan, id_column: str, targets: list[str]) -> tuple[FileInfo, list[str]] | None:
+    """The training table (keyed by the id column) and its label columns."""
+    for info in scan.text_tables():
+        if id_column in (info.columns or []) and "test" not in info.path.lower():
+            labels = scan.label_columns(info, id_column, targets)
+            if labels:
+                return info, labels
     return None
 
 
@@ -67,15 +58,13 @@ def plan_folds(scan: CompetitionScan, *, id_column: str, target_columns: list[st
     if found is None:
         return FoldPlan(available=False, reason=f"no training table has the id column {id_column!r} and the "
                         "labels; solutions make their own validation split")
-    table, labels = found
-    info = next(f for f in scan.files if f.path == table)
+    info, labels = found
+    table = info.path
     if info.rows is not None and info.rows > MAX_FOLD_ROWS:
         return FoldPlan(available=False, table=table, reason=f"{table} has {info.rows:,} rows, more than the "
                         f"{MAX_FOLD_ROWS:,} a fold file lists; solutions make their own validation split")
-    path = scan.data_dir / table
-    sep = "\t" if ".tsv" in table.lower() else ","
     try:
-        frame = pd.read_csv(path, sep=sep, usecols=[id_column, labels[0]], low_memory=False)
+        frame = pd.read_csv(scan.data_dir / table, sep=text_table_separator(table), usecols=[id_column, labels[0]], low_memory=False)
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         return FoldPlan(available=False, table=table, reason=f"{table} cannot be read for folds ({exc})")
     ids, label = frame[id_column], frame[labels[0]]

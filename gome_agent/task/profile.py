@@ -8,58 +8,51 @@ values unique; strong ones see class imbalance and skew before their first draft
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
 from gome_agent.task.analysis import Task
-from gome_agent.task.scan import CompetitionScan
+from gome_agent.task.scan import CompetitionScan, text_table_separator
 
 PROFILE_ROWS = 50_000  # rows read per table
 PROFILE_TABLES = 3
 PROFILE_COLUMNS = 60  # columns described per table; the rest are summarised
 NUMERIC_PER_LINE = 6
 PROFILE_CHARS = 5000
-_READABLE = re.compile(r"\.(csv|tsv)(\.(gz|zip|bz2|xz))?$", re.IGNORECASE)
 
 
 def profile_tables(scan: CompetitionScan, task: Task) -> str:
     """The profile text for prompts (empty when no table can be read)."""
-    sample = scan.sample_path.relative_to(scan.data_dir).as_posix()
-    tables = [f.path for f in scan.files if f.kind == "table" and f.path != sample and _READABLE.search(f.path)]
-    tables.sort(key=lambda p: (0 if "train" in p.lower() else 1 if "test" in p.lower() else 2, p))
     frames: dict[str, tuple[pd.DataFrame, int | None]] = {}
-    for rel in tables[:PROFILE_TABLES]:
-        frame = _read(scan.data_dir / rel)
+    tables = scan.text_tables()[:PROFILE_TABLES]
+    for info in tables:
+        frame = _read(scan.data_dir / info.path)
         if frame is not None:
-            rows = next((f.rows for f in scan.files if f.path == rel), None)
-            frames[rel] = (frame, rows)
+            frames[info.path] = (frame, info.rows)
     if not frames:
         return ""
-    test_columns = set().union(*(set(f.columns) for p, (f, _) in frames.items() if "test" in p.lower()))
     blocks: list[str] = []
     profiled: dict[str, set[str]] = {}
-    for rel, (frame, rows) in frames.items():
+    for info in tables:
+        if info.path not in frames:
+            continue
+        frame, rows = frames[info.path]
         like = next((other for other, cols in profiled.items() if set(frame.columns) <= cols), None)
         if like is not None:
             # A test table with the training table's columns: only what differs is worth the space.
-            blocks.append(_like_block(rel, frame, rows, like, profiled[like]))
+            blocks.append(_like_block(info.path, frame, rows, like, profiled[like]))
             continue
-        targets = [c for c in task.target_columns if c in frame.columns]
-        if not targets and test_columns and "test" not in rel.lower():
-            # Probability columns of the sample (one per class) come from one label column of train.
-            targets = [c for c in frame.columns if c not in test_columns and c != task.id_column]
-        blocks.append(_table_block(rel, frame, rows, targets, task.id_column))
-        profiled[rel] = set(frame.columns)
+        targets = [c for c in scan.label_columns(info, task.id_column, task.target_columns) if c in frame.columns]
+        blocks.append(_table_block(info.path, frame, rows, targets, task.id_column))
+        profiled[info.path] = set(frame.columns)
     text = "\n".join(blocks)
     return text if len(text) <= PROFILE_CHARS else text[:PROFILE_CHARS] + "\n... (profile cut)"
 
 
 def _read(path: Path) -> pd.DataFrame | None:
-    sep = "\t" if ".tsv" in path.name.lower() else ","
     try:
-        return pd.read_csv(path, sep=sep, nrows=PROFILE_ROWS, low_memory=False)
+        return pd.read_csv(path, sep=text_table_separator(path.name), nrows=PROFILE_ROWS, low_memory=False)
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, EOFError):
         return None
 

@@ -124,6 +124,23 @@ class CompetitionScan(BaseModel):
         return "\n".join(lines)[:max_chars]
 
 
+    def text_tables(self) -> list[FileInfo]:
+        """The CSV/TSV tables besides the sample submission: training ones first, then test ones."""
+        sample = _relative(self.sample_path, self.data_dir)
+        tables = [f for f in self.files if f.kind == "table" and f.path != sample and f.columns
+                  and text_table_separator(f.path) is not None]
+        return sorted(tables, key=lambda f: (0 if "train" in f.path.lower() else 1 if "test" in f.path.lower() else 2,
+                                             f.path))
+
+    def label_columns(self, table: FileInfo, id_column: str, targets: list[str]) -> list[str]:
+        """The label columns of a training table: the targets it has, else the columns no test table
+        has (one label column behind the sample's per-class probability columns)."""
+        labels = [c for c in targets if c in (table.columns or [])]
+        test_columns = {c for f in self.text_tables() if "test" in f.path.lower() for c in f.columns or []}
+        if labels or not test_columns or "test" in table.path.lower():
+            return labels
+        return [c for c in table.columns or [] if c not in test_columns and c != id_column]
+
     def _columns_only_here(self) -> dict[str, list[str]]:
         """Per table, its columns that no other table has (the sample submission aside): in a
         training table these are the targets, which a cut column list must still name."""
@@ -587,6 +604,11 @@ def _describe_archive(path: Path, info: FileInfo) -> None:
 
 
 # ---------------------------------------------------------------- small helpers
+
+
+def text_table_separator(name: str) -> str | None:
+    """The separator of a CSV or TSV table (compressed or not) by its file name; None for other files."""
+    return _TABLE_SUFFIXES.get(_table_suffix(name.lower()))
 
 
 def _table_suffix(name: str) -> str:

@@ -38,6 +38,7 @@ class OutputCheck(BaseModel):
     valid_submission: bool
     score: float | None
     problems: list[str]
+    fold_scores: list[float] | None = None  # per-fold scores the solution reported, when it gave them
 
     @property
     def ok(self) -> bool:
@@ -310,4 +311,5 @@ def check_outputs(
         valid_submission=exists and not submission_problems,
         score=score,
         problems=submission_problems + ([score_problem] if score_problem is not None else []),
+        fold_scores=read_fold_scores(workdir / score_name) if score is not None else None,
     )

@@ -364,7 +364,7 @@ def _step_row(view: RunView, step: StepRecord, budget: _CodeBudget) -> dict[str,
         "acceptance": "" if step.threshold is None or step.noise is None else (
             f"fold scores {', '.join(fmt_score(f) for f in step.fold_scores or [])}; noise {step.noise:.4g}, "
             f"a gain had to beat {step.threshold:.4g}"),
-        "change": step.change if step.change.strip() != step.hypothesis.strip() else "",
+        "change": step.reported_change(),
         "runs": step.runs,
         "run_status": step.run_status or "",
         "runtime": format_duration(step.runtime_s) if step.runtime_s is not None else "-",
