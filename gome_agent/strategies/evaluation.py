@@ -43,6 +43,7 @@ class Evaluation:
     oom_retries: int = 0
     cause: Cause | None = None  # the exception that ended the last failed run
     fixes: list[str] = field(default_factory=list)  # the changes the debug attempts made
+    fix_error: str | None = None  # why the last fix could not be used, when that ended the debugging
 
 
 class Evaluator:
@@ -65,6 +66,7 @@ class Evaluator:
         message, problems = "no run was started", []
         cause: Cause | None = None
         fixes: list[str] = []
+        fix_error: str | None = None
         runs = oom_retries = 0
         for attempt in range(max_debug + 1):
             attempt_dir = step_dir / f"a{attempt}"
@@ -98,14 +100,14 @@ class Evaluator:
             try:
                 fixed, change = fix(code, failure, goal, earlier, meter)
             except StepFailed as exc:
-                message = f"{message}; the fix could not be applied: {exc}"
+                fix_error = f"the fix could not be applied: {exc}"
                 break
             what = message + (f" ({cause})" if cause else "")
             earlier.append(f"attempt {attempt + 1}: {what}" + (f" -> changed: {change}" if change else ""))
             fixes.append(change or "a fix")
             code = fixed
         return Evaluation(False, code, attempt_dir, runs, result, check, message, problems, oom_retries=oom_retries,
-                          cause=cause, fixes=fixes)
+                          cause=cause, fixes=fixes, fix_error=fix_error)
 
     def check(self, attempt_dir: Path, result: RunResult) -> OutputCheck:
         check = check_outputs(attempt_dir, self.services.sample)

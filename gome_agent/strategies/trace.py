@@ -148,12 +148,13 @@ class Trace:
         metric = task.metric_name
         if not ev.ok:
             record.status = "failed"
-            record.message = ev.message
+            record.message = ev.message + (f"; {ev.fix_error}" if ev.fix_error else "")
             record.cause = None if ev.cause is None else str(ev.cause)
             # A crash's missing outputs follow from its exception; a run that finished names what it broke.
+            # The cause comes first: later prompts show a bounded part of the lesson.
             detail = "" if ev.cause else "; ".join(ev.problems[:2])
             record.lesson = (f"Failed after {ev.runs} run(s): {ev.message}" + (f": {ev.cause}" if ev.cause else "")
-                             + (f" ({detail})" if detail else ""))
+                             + (f" ({detail})" if detail else "") + (f"; {ev.fix_error}" if ev.fix_error else ""))
             return
         assert ev.check is not None and ev.check.score is not None and ev.result is not None
         score = ev.check.score

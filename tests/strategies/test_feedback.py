@@ -113,3 +113,21 @@ def test_edits_that_still_fail_fall_back_to_a_whole_file_and_the_step_is_kept(tm
     assert len(updates) == 3
     assert "Reply instead with the whole new main.py" in updates[2]
     assert EventLog(config.workdir / "events.jsonl").steps()[1].gradient is not None  # the diagnosis was kept
+
+
+def test_the_cause_comes_before_a_fix_that_could_not_be_used(tmp_path, competition, fake_llm, monkeypatch):
+    script = (
+        Script()
+        .add("task_analysis", analysis_reply())
+        .add("draft", full(MISSING_MODULE, "logistic regression"))
+        .add("debug", "Change: I would load the data differently.")  # no code, every time
+    )
+    fake_llm.set_responder(script)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1, max_debug=1)
+    start(config, monkeypatch)
+    (step,) = steps_of(config)
+    assert step.status == "failed"
+    assert step.lesson.startswith("Failed after 1 run(s): exited with code 1: ModuleNotFoundError: "
+                                  "No module named 'gome_absent_module'")
+    assert step.lesson.endswith("reply with the code in one of those two forms")
+    assert "; the fix could not be applied: the model's code reply could not be used" in step.message
