@@ -69,6 +69,8 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         execution["max_run_minutes"] = args.max_run_minutes
     if args.memory_limit_gb is not None:
         execution["memory_limit_gb"] = args.memory_limit_gb
+    if args.scoring is not None:
+        out["validation"] = {"scoring": args.scoring}
     for key, section in (("llm", llm), ("optimizer", optimizer), ("execution", execution)):
         if section:
             out[key] = section
@@ -315,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-momentum", action="store_true", help="ablation: no success memory (the paper's w/o momentum)")
     run.add_argument("--direct", action="store_true",
                      help="ablation: feedback straight to code, no structured diagnosis (the paper's w/o structured reasoning)")
+    run.add_argument("--scoring", choices=["gome", "self-reported"],
+                     help="who measures a step's score: gome on rows it holds out (default), or the solution itself")
     run.add_argument("--sandbox", choices=["auto", "namespace", "none"], help="how solutions are isolated")
     run.add_argument("--no-network", action="store_true", help="solutions get no network access")
     run.add_argument("--python", help="interpreter that runs the solutions")

@@ -77,6 +77,20 @@ class OptimizerConfig(_Strict):
     max_reply_edit_retries: int = Field(1, ge=0, le=3, description="re-asks when code edits do not apply")
 
 
+class ValidationConfig(_Strict):
+    """Who measures a step's score (task/holdout.py): gome on rows it holds out, or the solution."""
+
+    scoring: Literal["gome", "self-reported"] = Field(
+        "gome", description="gome: gome holds labelled rows out and scores their predictions itself; "
+        "self-reported: the score a solution writes to scores.json counts (the paper's protocol, for ablations)")
+    holdout_fraction: float = Field(0.15, gt=0.0, le=0.3, description="share of the labelled rows gome holds out")
+    holdout_max_rows: int = Field(20_000, ge=50, description="held-out rows at most (enough to score precisely)")
+    tolerance_se: float = Field(
+        5.0, ge=0.0, description="a self-reported score further from gome's than this many standard errors is untrusted")
+    tolerance_relative: float = Field(
+        0.05, ge=0.0, description="... and further than this share of gome's score")
+
+
 class TreeConfig(_Strict):
     """The tree-search baseline (AIDE's greedy search policy)."""
 
@@ -130,6 +144,7 @@ class RunConfig(_Strict):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     stages: StageConfig = Field(default_factory=StageConfig)
     tree: TreeConfig = Field(default_factory=TreeConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
 
     def to_record(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())

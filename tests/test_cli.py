@@ -72,7 +72,8 @@ def test_run_end_to_end_through_the_cli(tmp_path, competition, fake_llm):
                   "--provider", "openai-compatible", "--base-url", fake_llm.base_url_openai, "--model", "qwen",
                   "--max-steps", "2", "--traces", "1")
     assert result.returncode == 0, result.stderr
-    assert "best validation score: 0.9" in result.stdout
+    best = float(result.stdout.split("best validation score: ")[1].split()[0])
+    assert best > 0.9, result.stdout  # all thirty features, measured by gome on its held-out rows
     for name in ("config.json", "task.json", "events.jsonl", "llm_calls.jsonl", "submission/submission.csv",
                  "code/main.py", "memory/successes.jsonl"):
         assert (out / name).exists(), name

@@ -103,6 +103,7 @@ def measure(steps: int, workdir: Path) -> dict[str, object]:
         llm=LLMConfig(provider="openai-compatible", base_url="http://127.0.0.1:9", model="scripted"),
         optimizer={"max_steps": steps, "max_debug": 0},
         execution={"max_run_minutes": 5, "sandbox": "auto"},
+        validation={"scoring": "self-reported"},  # the scripted solutions' scores are the experiment
     )
     llm = LLMClient(config.llm, config.workdir / "llm_calls.jsonl", provider=ScriptedProvider(responder))
     run(config, llm=llm)

@@ -164,6 +164,7 @@ def _phase(workdir: Path, data: Path, *, traces: int, steps: int, run_s: float, 
         llm=LLMConfig(provider="openai-compatible", base_url="http://127.0.0.1:9", model="scripted"),
         optimizer={"max_steps": steps, "max_debug": 0},
         execution={"max_run_minutes": 10, "simulate_gpu_mb": SIMULATED_GPU_MB if simulate else None},
+        validation={"scoring": "self-reported"},  # the scripted solutions' scores are the experiment
     )
     # Two LLM calls per improvement step (diagnosis, update): each waits half the per-step delay.
     llm = LLMClient(config.llm, workdir / "llm_calls.jsonl",

@@ -403,6 +403,7 @@ class Executor:
         max_log_bytes: int = 20_000_000,
         max_processes: int = 512,
         hidden: list[Path] | None = None,
+        readable: list[Path] | None = None,
     ) -> None:
         if not data_dir.is_dir():
             raise ExecutorError(f"data folder {data_dir} does not exist or is not a folder")
@@ -414,6 +415,8 @@ class Executor:
                 f"max_log_bytes must be >= 0 and max_processes >= 1 (got {max_log_bytes}, {max_processes})"
             )
         self.data_dir = data_dir.resolve()
+        # Folders the data folder links into (the competition folder behind gome's view of it).
+        self.readable = [p.resolve() for p in readable or []]
         self.cache_dir = cache_dir.resolve()
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -520,7 +523,7 @@ class Executor:
             env=env,
             workdir=workdir,
             writable=[workdir, self.cache_dir],
-            readonly=[self.data_dir, *self._hidden_interpreter()],
+            readonly=[self.data_dir, *self.readable, *self._hidden_interpreter()],
             hidden=self.hidden if namespace else [],
             private_network=namespace and not self.network,
             parent_pid=os.getpid(),

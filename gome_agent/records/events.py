@@ -66,6 +66,9 @@ class StepRecord(_Event):
     best_before: float | None = None
     gain: float | None = None
     fold_scores: list[float] | None = None  # the per-fold validation scores of the step's run
+    scored_by: Literal["gome", "self-reported"] | None = None  # who measured `score` (task/holdout.py)
+    reported_score: float | None = None  # the solution's own score, when gome measured `score`
+    untrusted: str | None = None  # why the solution's own score could not be believed (the step failed)
     noise: float | None = None  # the standard error the gain was held against (optimizer/acceptance.py)
     threshold: float | None = None  # the gain the step had to beat
     runs: int = 0

@@ -60,6 +60,7 @@ from gome_agent.strategies.prompts import Prompts, check_prompts
 from gome_agent.task.analysis import Task, analyze_task
 from gome_agent.task.fallback import build_constant_submission
 from gome_agent.task.folds import plan_folds
+from gome_agent.task.holdout import held_ids, holdout_scorer, plan_holdout
 from gome_agent.task.profile import profile_tables
 from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission
 from gome_agent.task.scan import competition_id_of, scan_competition
@@ -210,11 +211,20 @@ class Run:
                                 description_path=self.cfg.description_path)
         task = analyze_task(llm, prompts, scan, higher_is_better=self.cfg.higher_is_better,
                             deadline=time.time() + self.cfg.time_limit_s)
+        out = self.workdir / "validation"
+        validation = self.cfg.validation
+        holdout = plan_holdout(
+            scan, metric_name=task.metric_name, id_column=task.id_column, target_columns=task.target_columns,
+            task_type=task.task_type, sample=load_sample_submission(task.sample_path, task.id_column),
+            fraction=validation.holdout_fraction if validation.scoring == "gome" else 0.0,
+            max_rows=validation.holdout_max_rows, seed=self.cfg.seed, out=out)
+        held = held_ids(out, task.id_column) if holdout.available else frozenset()
         folds = plan_folds(scan, id_column=task.id_column, target_columns=task.target_columns,
-                           task_type=task.task_type, seeds=[self.cfg.seed, *self.cfg.final_seeds],
-                           out=self.workdir / "validation")
-        task = task.model_copy(update={"data_profile": profile_tables(scan, task), "folds": folds})
+                           task_type=task.task_type, seeds=[self.cfg.seed, *self.cfg.final_seeds], out=out,
+                           exclude=held)
+        task = task.model_copy(update={"data_profile": profile_tables(scan, task), "folds": folds, "holdout": holdout})
         jsonl.write_json(self.workdir / "task.json", task)
+        self._record(Note(level="info" if holdout.available else "warning", message=task.scoring_note()))
         self._record(Note(level="info" if folds.available else "warning",
                           message=("validation folds: " if folds.available else "no validation folds: ") + folds.reason))
         self.events.write(TaskAnalyzed(
@@ -404,9 +414,12 @@ class Run:
             return
         cpus = json.loads((self.workdir / "environment.json").read_text(encoding="utf-8"))["cpus"]
         FinalSelector(
-            workdir=self.workdir, task=self.task, sample=self.sample, executor=make_executor(self.cfg),
+            workdir=self.workdir, task=self.task, sample=self.sample, executor=make_executor(self.cfg, self.task),
             scheduler=make_scheduler(self.cfg, int(cpus)), keeper=self.keeper, events=self.events,
             budget=budget, seeds=self.cfg.final_seeds, limit=self.cfg.final_candidates, slots=self.cfg.traces,
+            scorer=holdout_scorer(self.task.holdout, self.workdir / "validation", id_column=self.task.id_column,
+                                  tolerance_se=self.cfg.validation.tolerance_se,
+                                  tolerance_relative=self.cfg.validation.tolerance_relative),
         ).run()
 
     def _ensure_submission(self) -> None:

@@ -34,6 +34,7 @@ from gome_agent.records.best import BestKeeper
 from gome_agent.records.events import EventLog, FinalSelection, Rerun, RerunOutcome, StepRecord
 from gome_agent.task.analysis import Task
 from gome_agent.task.folds import FOLDS_FILE, copy_folds
+from gome_agent.task.holdout import HoldoutScorer
 from gome_agent.task.sample import SampleSubmission
 from gome_agent.task.submission import check_outputs
 
@@ -140,6 +141,7 @@ class FinalSelector:
         seeds: list[int],
         limit: int,
         slots: int,
+        scorer: HoldoutScorer | None = None,
     ) -> None:
         self.workdir = workdir
         self.task = task
@@ -152,6 +154,7 @@ class FinalSelector:
         self.seeds = seeds
         self.limit = limit
         self.slots = max(1, slots)
+        self.scorer = scorer
 
     def run(self) -> FinalSelection | None:
         candidates = pick_candidates(self.events.steps(), self.task, self.limit)
@@ -222,7 +225,8 @@ class FinalSelector:
                     return _Rerun(step, seed, None, "no_time")
                 result = self.executor.run(
                     RunSpec(workdir=folder, timeout_s=timeout, env={**lease.env(), "GOME_SEED": str(seed),
-                                                                   **({"GOME_FOLDS": FOLDS_FILE} if folds else {})}),
+                                                                   **({"GOME_FOLDS": FOLDS_FILE} if folds else {}),
+                                                                   **(self.scorer.env() if self.scorer else {})}),
                     on_poll=lambda pids: self.scheduler.observe(lease, pids),
                 )
         except Exception as exc:  # noqa: BLE001 - one failed re-run must not end the selection
@@ -231,6 +235,8 @@ class FinalSelector:
         if result.status == "timeout":
             return _Rerun(step, seed, None, "no_time")
         check = check_outputs(folder, self.sample)
+        if self.scorer is not None:
+            check = self.scorer.check(folder, check)
         if result.status != "ok" or not check.ok or check.score is None:
             return _Rerun(step, seed, None, "failed")
         if check.score == step.score and _same_file(folder / "submission.csv", source / "submission.csv"):

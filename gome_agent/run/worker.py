@@ -34,6 +34,7 @@ from gome_agent.strategies.step import Services, TraceState
 from gome_agent.strategies.trace import Trace
 from gome_agent.task.analysis import Task
 from gome_agent.task.grading_server import GradingServer
+from gome_agent.task.holdout import INPUT_DIR, LABELS_FILE
 from gome_agent.task.sample import load_sample_submission
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,20 @@ def make_scheduler(config: RunConfig, cpus: int) -> ResourceScheduler:
     return ResourceScheduler(config.workdir / "scheduler", source=source, cpus=cpus, slots=config.traces)
 
 
-def make_executor(config: RunConfig) -> Executor:
+def make_executor(config: RunConfig, task: Task) -> Executor:
+    """The executor of the run's solutions: they see the data as gome's holdout leaves it, when
+    gome scores the run (task/holdout.py), with the held-out labels hidden."""
+    data_dir, hidden, readable = config.data_dir.resolve(), list(config.execution.hidden_paths), []
+    if task.scored_by_gome:
+        assert task.holdout is not None and task.holdout.table is not None
+        validation = (config.workdir / "validation").resolve()
+        hidden += [validation / LABELS_FILE, data_dir / task.holdout.table]
+        data_dir, readable = validation / INPUT_DIR, [config.data_dir.resolve()]
     return Executor(
-        data_dir=config.data_dir.resolve(), cache_dir=(config.workdir / "cache").resolve(),
+        data_dir=data_dir, cache_dir=(config.workdir / "cache").resolve(),
         python=config.execution.python or sys.executable, sandbox=config.execution.sandbox,
         network=config.execution.network, max_log_bytes=int(config.execution.max_log_mb * 1e6),
-        hidden=config.execution.hidden_paths,
+        hidden=hidden, readable=readable,
     )
 
 
@@ -83,7 +92,7 @@ def build_trace(workdir: Path, index: int, *, llm: LLMClient | None = None,
         environment=str(env["text"]),
         llm=llm or create_client(config.llm, workdir / "llm_calls.jsonl", context={"trace": index}),
         prompts=Prompts(config.prompts_dir),
-        executor=make_executor(config),
+        executor=make_executor(config, task),
         scheduler=make_scheduler(config, int(env["cpus"])),
         memory=SuccessMemory(workdir / "memory", half_life_steps=config.optimizer.momentum_half_life_steps),
         keeper=BestKeeper.for_run(config, higher_is_better=task.higher_is_better),

@@ -20,6 +20,7 @@ from gome_agent.execution.scheduler import LeaseTimeout, is_gpu_oom, needs_gpu
 from gome_agent.strategies.step import Meter, Services, StepFailed
 from gome_agent.strategies.views import Failure, tail
 from gome_agent.task.folds import FOLDS_FILE, copy_folds, folds_problem
+from gome_agent.task.holdout import holdout_scorer
 from gome_agent.task.submission import OutputCheck, check_outputs
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,10 @@ class Evaluator:
         plan = services.task.folds
         self.folds = plan is not None and plan.available
         self.validation_dir = services.config.workdir / "validation"
+        validation = services.config.validation
+        self.scorer = holdout_scorer(services.task.holdout, self.validation_dir, id_column=services.task.id_column,
+                                     tolerance_se=validation.tolerance_se,
+                                     tolerance_relative=validation.tolerance_relative)
 
     def evaluate(self, code: str, step_dir: Path, goal: str, meter: Meter, *, max_debug: int, fix: Fix) -> Evaluation:
         earlier: list[str] = []
@@ -88,7 +93,9 @@ class Evaluator:
             if result.status == "ok" and check.ok:
                 return Evaluation(True, code, attempt_dir, runs, result, check,
                                   "ran and produced a valid scored submission", oom_retries=oom_retries, fixes=fixes)
-            message = result.message if result.status != "ok" else "the run finished but its outputs break the contract"
+            message = (result.message if result.status != "ok" else
+                       "the run finished but its self-reported score cannot be trusted" if check.untrusted else
+                       "the run finished but its outputs break the contract")
             problems = check.problems if result.status == "ok" else check.problems[:3]
             cause = failure_cause(result.stderr_tail) if result.status != "ok" else None
             if retried and is_gpu_oom(result.stderr_tail):
@@ -111,6 +118,8 @@ class Evaluator:
 
     def check(self, attempt_dir: Path, result: RunResult) -> OutputCheck:
         check = check_outputs(attempt_dir, self.services.sample)
+        if self.scorer is not None:
+            check = self.scorer.check(attempt_dir, check)
         changed = folds_problem(self.validation_dir, attempt_dir) if self.folds else None
         if changed is not None:
             check = check.model_copy(update={"valid_submission": False, "problems": [changed, *check.problems]})
@@ -139,7 +148,8 @@ class Evaluator:
                     spec = RunSpec(
                         workdir=attempt_dir, timeout_s=timeout, memory_limit_bytes=self.memory_limit(),
                         env={**lease.env(), "GOME_SEED": str(s.config.seed),
-                             **({"GOME_FOLDS": FOLDS_FILE} if self.folds else {})},
+                             **({"GOME_FOLDS": FOLDS_FILE} if self.folds else {}),
+                             **(self.scorer.env() if self.scorer else {})},
                     )
                     result = s.executor.run(spec, on_poll=lambda pids: s.scheduler.observe(lease, pids))
                     peak = s.scheduler.peak_mb(lease)

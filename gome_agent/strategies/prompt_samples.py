@@ -12,6 +12,8 @@ from typing import Any
 from gome_agent.strategies.views import AcceptedView, BestView, DirectionView, Failure, MemoryView, StepView
 from gome_agent.task.analysis import Task
 from gome_agent.task.folds import FoldPlan
+from gome_agent.task.holdout import HoldoutPlan
+from gome_agent.task.scoring import MetricSpec
 
 _CODE = '''import json
 import pandas as pd
@@ -44,6 +46,11 @@ def sample_task() -> Task:
         files_text="train.csv: 800 rows x 12 columns\ntest.csv: 200 rows x 11 columns\nsample_submission.csv: 200 rows",
         folds=FoldPlan(available=True, reason="5 folds of the 800 rows of train.csv by id, stratified by target",
                        table="train.csv", id_column="id", label_column="target", folds=5, stratified=True, rows=800),
+        holdout=HoldoutPlan(available=True, table="train.csv", id_column="id", rows=120, file="holdout.csv", parts=5,
+                            metric=MetricSpec(metric="roc_auc", form="columns", label_columns=["target"],
+                                              prediction_columns=["target"], positive="1"),
+                            reason="gome holds out 120 of the 920 rows of train.csv (stratified by target) and "
+                                   "scores their predictions itself: roc_auc of target (probability of '1')"),
         data_profile="train.csv (800 rows, 12 columns):\n- target target: 2 classes: '0' 560 (70.0%), '1' 240 (30.0%)\n"
                      "- id (id): int, no missing, 800 unique, 1..800, mean 400.5",
     )

@@ -146,6 +146,9 @@ class Trace:
         record.oom_retries = ev.oom_retries
         task = self.services.task
         metric = task.metric_name
+        if ev.check is not None:
+            record.scored_by, record.reported_score = ev.check.scored_by, ev.check.reported_score
+            record.untrusted = ev.check.untrusted
         if not ev.ok:
             record.status = "failed"
             record.message = ev.message + (f"; {ev.fix_error}" if ev.fix_error else "")

@@ -19,6 +19,7 @@ from gome_agent.errors import TaskError
 from gome_agent.llm.types import Message
 from gome_agent.task.description import prompt_description
 from gome_agent.task.folds import FoldPlan
+from gome_agent.task.holdout import HoldoutPlan, scoring_note
 from gome_agent.task.metrics import known_direction, mentioned_metrics, stated_direction
 from gome_agent.task.sample import SampleSubmission, load_sample_submission
 from gome_agent.task.scan import CompetitionScan
@@ -74,6 +75,15 @@ class Task(BaseModel):
     prompt_description: str = ""
     data_profile: str = ""
     folds: FoldPlan | None = None  # the harness's validation folds (None in runs made before they existed)
+    holdout: HoldoutPlan | None = None  # the rows gome scores itself (None: self-reported scores)
+
+    @property
+    def scored_by_gome(self) -> bool:
+        return self.holdout is not None and self.holdout.available
+
+    def scoring_note(self) -> str:
+        """Who measures the scores of this run, for every view of it."""
+        return scoring_note(self.holdout)
 
     @model_validator(mode="after")
     def _bounded_description(self) -> Task:

@@ -41,7 +41,7 @@ class FoldPlan(BaseModel):
     rows: int = 0
 
 
-def _training_table(scan: CompetitionScan, id_column: str, targets: list[str]) -> tuple[FileInfo, list[str]] | None:
+def training_table(scan: CompetitionScan, id_column: str, targets: list[str]) -> tuple[FileInfo, list[str]] | None:
     """The training table (keyed by the id column) and its label columns."""
     for info in scan.text_tables():
         if id_column in (info.columns or []) and "test" not in info.path.lower():
@@ -51,10 +51,19 @@ def _training_table(scan: CompetitionScan, id_column: str, targets: list[str]) -
     return None
 
 
+def can_stratify(label: pd.Series, task_type: str, k: int) -> bool:
+    """Whether splits into `k` parts can keep the classes' shares: a classification task whose
+    every class has at least `k` rows, and not too many classes."""
+    counts = label.value_counts(dropna=False)
+    return "class" in task_type.lower() and len(counts) <= MAX_STRATA and int(counts.min()) >= k
+
+
 def plan_folds(scan: CompetitionScan, *, id_column: str, target_columns: list[str], task_type: str,
-               seeds: list[int], out: Path, k: int = FOLDS) -> FoldPlan:
-    """Assign the folds for each of `seeds` (the first is the run's), write them to `out`, and say how."""
-    found = _training_table(scan, id_column, target_columns)
+               seeds: list[int], out: Path, k: int = FOLDS, exclude: frozenset[str] = frozenset()) -> FoldPlan:
+    """Assign the folds for each of `seeds` (the first is the run's), write them to `out`, and say how.
+
+    `exclude`: ids of rows the solutions do not see (gome's held-out rows, task/holdout.py)."""
+    found = training_table(scan, id_column, target_columns)
     if found is None:
         return FoldPlan(available=False, reason=f"no training table has the id column {id_column!r} and the "
                         "labels; solutions make their own validation split")
@@ -64,16 +73,17 @@ def plan_folds(scan: CompetitionScan, *, id_column: str, target_columns: list[st
         return FoldPlan(available=False, table=table, reason=f"{table} has {info.rows:,} rows, more than the "
                         f"{MAX_FOLD_ROWS:,} a fold file lists; solutions make their own validation split")
     try:
-        frame = pd.read_csv(scan.data_dir / table, sep=text_table_separator(table), usecols=[id_column, labels[0]], low_memory=False)
+        frame = pd.read_csv(scan.data_dir / table, sep=text_table_separator(table), usecols=[id_column, labels[0]],
+                            dtype=str, keep_default_na=False)
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         return FoldPlan(available=False, table=table, reason=f"{table} cannot be read for folds ({exc})")
+    if exclude:
+        frame = frame[~frame[id_column].isin(exclude)].reset_index(drop=True)
     ids, label = frame[id_column], frame[labels[0]]
-    if len(frame) < 2 * k or ids.isna().any() or not ids.is_unique:
+    if len(frame) < 2 * k or (ids.str.strip() == "").any() or not ids.is_unique:
         return FoldPlan(available=False, table=table, reason=f"the ids of {table} are missing, repeated or too few "
                         f"for {k} folds; solutions make their own validation split")
-    counts = label.value_counts(dropna=False)
-    stratified = (len(labels) == 1 and "class" in task_type.lower() and len(counts) <= MAX_STRATA
-                  and int(counts.min()) >= k)
+    stratified = len(labels) == 1 and can_stratify(label, task_type, k)
     out.mkdir(parents=True, exist_ok=True)
     for n, seed in enumerate(seeds):
         splitter = (StratifiedKFold(n_splits=k, shuffle=True, random_state=seed) if stratified
@@ -84,9 +94,9 @@ def plan_folds(scan: CompetitionScan, *, id_column: str, target_columns: list[st
         name = FOLDS_FILE if n == 0 else f"folds-seed{seed}.csv"
         pd.DataFrame({id_column: ids, "fold": fold}).to_csv(out / name, index=False)
     how = f"stratified by {labels[0]}" if stratified else "shuffled"
+    rows = f"the {len(frame):,} rows of {table}" + (" that gome does not hold out" if exclude else "")
     return FoldPlan(available=True, table=table, id_column=id_column, label_column=labels[0], folds=k,
-                    stratified=stratified, rows=len(frame),
-                    reason=f"{k} folds of the {len(frame):,} rows of {table} by {id_column}, {how}")
+                    stratified=stratified, rows=len(frame), reason=f"{k} folds of {rows} by {id_column}, {how}")
 
 
 def _source(validation_dir: Path, seed: int | None) -> Path:

@@ -15,6 +15,7 @@ import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,12 @@ class OutputCheck(BaseModel):
     valid_submission: bool
     score: float | None
     problems: list[str]
-    fold_scores: list[float] | None = None  # per-fold scores the solution reported, when it gave them
+    fold_scores: list[float] | None = None  # the scores per fold (per held-out part when gome scored)
+    score_problem: str | None = None  # why scores.json gave no score (also among the problems)
+    scored_by: Literal["gome", "self-reported"] = "self-reported"
+    reported_score: float | None = None  # the solution's own score, when gome scored the step
+    reported_folds: list[float] | None = None
+    untrusted: str | None = None  # why the self-reported score cannot be believed (also among the problems)
 
     @property
     def ok(self) -> bool:
@@ -311,5 +317,6 @@ def check_outputs(
         valid_submission=exists and not submission_problems,
         score=score,
         problems=submission_problems + ([score_problem] if score_problem is not None else []),
+        score_problem=score_problem,
         fold_scores=read_fold_scores(workdir / score_name) if score is not None else None,
     )

@@ -34,7 +34,9 @@ def headline(view: RunView) -> str:
         where = "none valid yet"
     usage = view.usage.total
     tokens = usage.input_tokens + usage.output_tokens
-    return f"{left} left; best {where}; {usage.calls} LLM calls, {tokens:,} tokens, {fmt_usd(usage.cost_usd)}"
+    scored = " (self-reported)" if view.task.self_reported and best is not None else ""
+    return (f"{left} left; best {where}{scored}; {usage.calls} LLM calls, {tokens:,} tokens, "
+            f"{fmt_usd(usage.cost_usd)}")
 
 
 def trace_line(view: RunView) -> str:

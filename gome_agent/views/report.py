@@ -362,8 +362,11 @@ def _step_row(view: RunView, step: StepRecord, budget: _CodeBudget) -> dict[str,
         "message": step.message,
         "lesson": step.lesson,
         "acceptance": "" if step.threshold is None or step.noise is None else (
-            f"fold scores {', '.join(fmt_score(f) for f in step.fold_scores or [])}; noise {step.noise:.4g}, "
+            f"{'held-out part' if step.scored_by == 'gome' else 'fold'} scores "
+            f"{', '.join(fmt_score(f) for f in step.fold_scores or [])}; noise {step.noise:.4g}, "
             f"a gain had to beat {step.threshold:.4g}"),
+        "scored_by": _scored_by(step),
+        "untrusted": step.untrusted or "",
         "change": step.reported_change(),
         "runs": step.runs,
         "run_status": step.run_status or "",
@@ -437,6 +440,14 @@ def _final_rows(view: RunView) -> list[dict[str, Any]]:
     } for c in selection.candidates]
 
 
+def _scored_by(step: StepRecord) -> str:
+    """Who measured the step's score, and what the solution itself claimed."""
+    if step.scored_by == "gome":
+        return "measured by gome" + (f"; the solution reported {fmt_score(step.reported_score)}"
+                                     if step.reported_score is not None else "")
+    return "self-reported" if step.scored_by == "self-reported" else ""
+
+
 def _context(view: RunView) -> dict[str, Any]:
     budget = _CodeBudget(TOTAL_CODE_CHARS)
     steps = sorted(view.steps(), key=lambda s: (s.trace, s.step))
@@ -451,6 +462,8 @@ def _context(view: RunView) -> dict[str, Any]:
         "competition": view.task.competition_id or "?",
         "metric": view.task.metric_name or "?",
         "direction": view.task.direction_word(),
+        "scoring": view.task.scoring,
+        "self_reported": view.task.self_reported,
         "goal": view.task.goal,
         "state": view.state,
         "finish_reason": view.finish_reason or "",

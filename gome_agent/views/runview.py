@@ -46,6 +46,7 @@ from gome_agent.records.events import (
     TraceExited,
 )
 from gome_agent.records.runinfo import RunInfo
+from gome_agent.task.holdout import HoldoutPlan, scoring_note
 
 # The coordinator beats every 5 s; this many seconds of silence means nobody is running the folder.
 STALE_AFTER_S = 60.0
@@ -148,6 +149,24 @@ def _read_model(path: Path, model: type[BaseModel]) -> Any:
         return None
 
 
+SUMMARY_WIDTH = 150
+
+
+def _bounded(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _scoring(raw: dict[str, Any]) -> dict[str, Any]:
+    """TaskInfo's scoring fields from task.json (a run made before gome scored has no plan)."""
+    if not raw:
+        return {}
+    try:
+        plan = HoldoutPlan.model_validate(raw["holdout"]) if raw.get("holdout") else None
+    except ValidationError:
+        plan = None
+    return {"scoring": scoring_note(plan), "self_reported": plan is None or not plan.available}
+
+
 # The view ----------------------------------------------------------------------------
 
 
@@ -160,6 +179,8 @@ class TaskInfo:
     higher_is_better: bool | None = None
     goal: str = ""
     task_type: str = ""
+    scoring: str = ""  # who measures the scores: gome on held-out rows, or the solutions themselves
+    self_reported: bool = False
 
     def direction_word(self) -> str:
         if self.higher_is_better is None:
@@ -381,6 +402,8 @@ class RunView:
         task = self.task
         metric = task.metric_name or "metric not read yet"
         lines = [f"run {self.workdir}", f"competition {task.competition_id or '?'}: {metric} ({task.direction_word()})"]
+        if task.scoring:
+            lines.append(_bounded(f"validation: {task.scoring}", SUMMARY_WIDTH))
         state = self.state + (f": {self.finish_reason}" if self.finish_reason and self.state == "finished" else "")
         if self.time_limit_s is None:
             lines.append(f"state {state}; {format_duration(self.spent_s)} used")
@@ -553,6 +576,7 @@ class RunReader:
             higher_is_better=direction,
             goal=str(raw.get("goal") or ""),
             task_type=str(raw.get("task_type") or ""),
+            **_scoring(raw),
         )
 
     def _traces(

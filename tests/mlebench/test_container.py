@@ -58,7 +58,8 @@ def start_sh(home: Path, server: GradingStandIn | None, llm_url: str, *args: str
             del base[key]
     config = home.parent / "gome.json"
     config.write_text(json.dumps({"final_reserve_fraction": 0.0, "optimizer": {"max_steps": 2, "max_debug": 0},
-                                  "execution": {"min_run_seconds": 2}}))
+                                  "execution": {"min_run_seconds": 2},
+                                  "validation": {"scoring": "self-reported"}}))
     cmd = ["bash", str(ROOT / "start.sh"), "--provider", "openai", "--base-url", llm_url, "--model", "fake",
            "--traces", "1", "--config", str(config), *args]
     return subprocess.run(cmd, env=base, capture_output=True, text=True, timeout=timeout, cwd=home)

@@ -59,6 +59,7 @@ def config_for(tmp_path, data, fake, **overrides) -> RunConfig:
                          backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=3),
         "optimizer": {"max_steps": 3, "max_debug": 0, "diversify_wait_s": 20},
         "execution": {"max_run_minutes": 1, "min_run_seconds": 1},
+        "validation": {"scoring": "self-reported"},  # the scripted solutions' scores drive the runs
     }
     return build_config(values, overrides)
 

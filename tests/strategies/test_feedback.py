@@ -51,7 +51,7 @@ def test_failures_carry_their_cause_and_every_decision_prompt_sees_the_task(tmp_
     assert value_error in script.prompts("gradient")[1]
     # A step records the change actually made and the size of its diff; the history shows both.
     assert steps[2].change == "cast the id to float" and (steps[2].lines_added, steps[2].lines_removed) == (1, 0)
-    assert "Change made: cast the id to float (+1/-0 lines at line 10)" in script.prompts("gradient")[1]
+    assert "Change made: cast the id to float (+1/-0 lines at line 11)" in script.prompts("gradient")[1]
     rejected = [s for s in steps if s.status == "rejected"]
     assert rejected and "run time" in rejected[0].lesson
 

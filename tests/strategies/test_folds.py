@@ -3,6 +3,7 @@ solution that rewrites them fails with the reason."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from gome_agent.bench.competitions import build_breast_cancer
@@ -25,6 +26,8 @@ for k in sorted(train["fold"].unique()):
     scores.append(roc_auc_score(val["target"], model.predict_proba(val[X])[:, 1]))
 model = LogisticRegression(max_iter=2000).fit(train[X], train["target"])
 pd.DataFrame({"id": test["id"], "target": model.predict_proba(test[X])[:, 1]}).to_csv("submission.csv", index=False)
+held = pd.read_csv(os.environ["GOME_HOLDOUT"])
+pd.DataFrame({"id": held["id"], "target": model.predict_proba(held[X])[:, 1]}).to_csv("holdout_predictions.csv", index=False)
 json.dump({"score": sum(scores) / len(scores), "folds": scores}, open("scores.json", "w"))
 '''
 
@@ -48,7 +51,14 @@ def test_every_trace_validates_on_the_same_harness_folds(tmp_path, competition, 
     start(config, monkeypatch)
     master = (config.workdir / "validation" / "folds.csv").read_bytes()
     notes = [e.message for e in EventLog(config.workdir / "events.jsonl").read() if isinstance(e, Note)]
-    assert "validation folds: 5 folds of the 426 rows of train.csv by id, stratified by target" in notes
+    assert "scores measured by gome on 64 held-out rows" in notes
+    assert ("validation folds: 5 folds of the 362 rows of train.csv that gome does not hold out by id, "
+            "stratified by target") in notes
+    # The folds list exactly the rows solutions see; the held-out rows are in neither.
+    folded = set(pd.read_csv(config.workdir / "validation" / "folds.csv")["id"])
+    held = set(pd.read_csv(config.workdir / "validation" / "holdout_labels.csv")["id"])
+    visible = set(pd.read_csv(config.workdir / "validation" / "input" / "train.csv")["id"])
+    assert folded == visible and not folded & held and len(folded | held) == 426
     steps = steps_of(config)
     drafts = [s for s in steps if s.kind == "draft"]
     assert {s.trace for s in drafts} == {0, 1} and all(s.status == "accepted" for s in drafts)

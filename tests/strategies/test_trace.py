@@ -25,7 +25,7 @@ def competition(tmp_path_factory):
     return build_breast_cancer(tmp_path_factory.mktemp("comp"))
 
 
-def make_config(tmp_path, data, fake, *, api="chat", max_steps=4, **optimizer):
+def make_config(tmp_path, data, fake, *, api="chat", max_steps=4, scoring="gome", **optimizer):
     provider = "anthropic" if api == "messages" else "openai-compatible"
     base = fake.base_url_anthropic if api == "messages" else fake.base_url_openai
     return RunConfig(
@@ -33,6 +33,7 @@ def make_config(tmp_path, data, fake, *, api="chat", max_steps=4, **optimizer):
         llm=LLMConfig(provider=provider, api=api, base_url=base, model="fake-model", backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=3),
         optimizer={"max_steps": max_steps, "max_debug": 2, **optimizer},
         execution={"max_run_minutes": 2, "min_run_seconds": 1},
+        validation={"scoring": scoring},
     )
 
 

@@ -63,6 +63,7 @@ def make_run(base: Path) -> Path:
                              max_attempts=3),
             "optimizer": {"max_steps": 4, "max_debug": 1, "diversify_wait_s": 20},
             "execution": {"max_run_minutes": 1, "min_run_seconds": 1},
+            "validation": {"scoring": "self-reported"},  # the scripted solutions' scores drive the run
         })
         llm = LLMClient(config.llm, config.workdir / "llm_calls.jsonl",
                         provider=build_provider(config.llm, strict=True))
