@@ -42,9 +42,10 @@ model = LogisticRegression(max_iter=2000).fit(Xtr, ytr)
 score = roc_auc_score(yva, model.predict_proba(Xva)[:, 1])
 model.fit(X, y)
 pd.DataFrame({"id": test["id"], "target": model.predict_proba(test[FEATURES])[:, 1]}).to_csv("submission.csv", index=False)
-held = pd.read_csv(os.environ["GOME_HOLDOUT"])
-pd.DataFrame({"id": held["id"], "target": model.predict_proba(held[FEATURES])[:, 1]}).to_csv(
-    "holdout_predictions.csv", index=False)
+if "GOME_HOLDOUT" in os.environ:  # the rows gome holds out and scores itself
+    held = pd.read_csv(os.environ["GOME_HOLDOUT"])
+    pd.DataFrame({"id": held["id"], "target": model.predict_proba(held[FEATURES])[:, 1]}).to_csv(
+        os.environ["GOME_HOLDOUT_PREDICTIONS"], index=False)
 json.dump({"score": float(score)}, open("scores.json", "w"))
 print("validation auc", score)
 '''
