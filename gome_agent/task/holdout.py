@@ -118,7 +118,8 @@ def plan_holdout(scan: CompetitionScan, *, metric_name: str, id_column: str, tar
     kept, held = train_test_split(np.arange(len(frame)), test_size=size, random_state=seed, stratify=stratify)
     held = np.sort(held)
     holdout = frame.iloc[held].reset_index(drop=True)
-    parts = _parts(holdout[labels[0]], stratify is not None, seed)
+    held_label = holdout[labels[0]]
+    parts = _parts(held_label, stratify is not None and can_stratify(held_label, task_type, FOLDS), seed)
 
     view = out / INPUT_DIR
     _mirror(scan.data_dir, view, scan.data_dir / table)
@@ -139,7 +140,6 @@ def plan_holdout(scan: CompetitionScan, *, metric_name: str, id_column: str, tar
 def _parts(label: pd.Series, stratify: bool, seed: int) -> np.ndarray:
     """The part (0..k-1) of each held-out row, for the score's noise."""
     n = len(label)
-    stratify = stratify and can_stratify(label, "classification", FOLDS)
     splitter = (StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=seed) if stratify
                 else KFold(n_splits=FOLDS, shuffle=True, random_state=seed))
     part = np.zeros(n, dtype=int)
