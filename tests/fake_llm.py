@@ -5,6 +5,10 @@ way the real APIs do (closely enough for the official SDKs with strict response
 validation), records every request, and plays scripted replies: text, HTTP errors with
 each API's error body, delays, dropped streams and reset connections.
 
+Two traits of local servers can be switched on: `interrupting` (like llama-cpp-python's own
+server, a new request cuts off the streamed reply in progress: its stream ends, cleanly, without
+a finish_reason) and `total_slots` (like llama.cpp's llama-server, `GET /props` reports it).
+
 Standalone, for subprocesses: python -m tests.fake_llm --port N --responder file.py:function
 """
 
@@ -121,8 +125,16 @@ Responder = Callable[[FakeRequest], "Reply | str"]
 
 
 class FakeLLMServer:
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, interrupting: bool = False, total_slots: int | None = None) -> None:
         self._port = port
+        # A new request cuts off every streamed reply in progress (llama-cpp-python's server). A reply's
+        # delay_s then passes after its first event, so that it is in progress for that long.
+        self.interrupting = interrupting
+        self.total_slots = total_slots  # reported at GET /props when set (llama.cpp's llama-server)
+        self.interrupted = 0  # streamed replies cut off by a later request
+        self.active = 0  # requests being answered now
+        self.max_active = 0  # the most requests answered at once
+        self._streams: list[threading.Event] = []  # the cut-off signal of each streamed reply in progress
         self._lock = threading.Lock()
         self._queue: deque[Reply] = deque()
         self._responder: Responder | None = None
@@ -195,6 +207,25 @@ class FakeLLMServer:
             self._counter += 1
             return self._counter
 
+    def _arrive(self) -> threading.Event:
+        """Count a request in; when interrupting, cut off the streamed replies in progress. Returns
+        the signal that cuts this request's own reply off."""
+        cut = threading.Event()
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            if self.interrupting:
+                for other in self._streams:
+                    other.set()
+                self._streams.append(cut)
+        return cut
+
+    def _leave(self, cut: threading.Event) -> None:
+        with self._lock:
+            self.active -= 1
+            if cut in self._streams:
+                self._streams.remove(cut)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -217,17 +248,32 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def do_POST(self) -> None:
-        try:
-            self._answer()
-        except OSError:
-            self.close_connection = True  # the client went away (e.g. its read timeout fired)
-
-    def _answer(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        api = _ROUTES.get(self.path.split("?", 1)[0])
-        if api is None:
+        if self.path.split("?", 1)[0] not in _ROUTES:
+            self._discard_body()
             self._send_json(404, _error_body("chat", 404, f"no route for POST {self.path}"))
             return
+        cut = self.fake._arrive()
+        try:
+            self._answer(cut)
+        except OSError:
+            self.close_connection = True  # the client went away (e.g. its read timeout fired)
+        finally:
+            self.fake._leave(cut)
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] == "/props" and self.fake.total_slots is not None:
+            # A few of llama-server's /props fields; gome reads total_slots.
+            self._send_json(200, {"total_slots": self.fake.total_slots, "model_path": "fake.gguf",
+                                  "default_generation_settings": {"n_ctx": 8192}})
+            return
+        self._send_json(404, _error_body("chat", 404, f"no route for GET {self.path}"))
+
+    def _discard_body(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+
+    def _answer(self, cut: threading.Event) -> None:
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        api = _ROUTES[self.path.split("?", 1)[0]]
         try:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError as exc:
@@ -250,7 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
             message = f"fake LLM: no scripted reply for this {api} request (queue empty, no responder)"
             self._send_json(500, _error_body(api, 500, message))
             return
-        if reply.delay_s and self.fake._closing.wait(reply.delay_s):
+        paced = self.fake.interrupting and request.stream
+        if reply.delay_s and not paced and self.fake._closing.wait(reply.delay_s):
             return
         if reply.close_connection:
             self._reset()
@@ -262,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         usage = _Usage.of(request, reply)
         ident = f"{self.fake._next_id():06d}"
         if request.stream:
-            self._send_sse(_EVENTS[api](request, reply, usage, ident), reply)
+            self._send_sse(_EVENTS[api](request, reply, usage, ident), reply, cut if paced else None)
         else:
             self._send_json(200, _BODIES[api](request, reply, usage, ident), reply.headers, reply.drop_stream_after_chunks)
 
@@ -284,7 +331,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(data)
 
-    def _send_sse(self, events: list[tuple[str | None, Any]], reply: Reply) -> None:
+    def _send_sse(
+        self, events: list[tuple[str | None, Any]], reply: Reply, cut: threading.Event | None = None
+    ) -> None:
+        """The events as SSE. With `cut` (interrupting), the reply's delay passes after the first
+        event, and once `cut` is set the body ends after the events sent so far."""
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
@@ -297,6 +348,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._hang_up()
                 return
             if reply.end_stream_after_chunks is not None and number >= reply.end_stream_after_chunks:
+                break
+            if cut is not None and number == 1 and reply.delay_s:
+                cut.wait(reply.delay_s)
+            if cut is not None and number >= 1 and cut.is_set():
+                with self.fake._lock:
+                    self.fake.interrupted += 1
                 break
             payload = data if isinstance(data, str) else json.dumps(data)
             frame = (f"event: {event}\n" if event else "") + f"data: {payload}\n\n"
@@ -579,8 +636,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--responder", required=True, help="file.py:function taking a FakeRequest")
+    parser.add_argument("--interrupting", action="store_true", help="a new request cuts off the reply in progress")
+    parser.add_argument("--total-slots", type=int, default=None, help="report this at GET /props")
     args = parser.parse_args(argv)
-    server = FakeLLMServer(port=args.port)
+    server = FakeLLMServer(port=args.port, interrupting=args.interrupting, total_slots=args.total_slots)
     server.set_responder(_load_responder(args.responder))
     server.start()
     stop = threading.Event()

@@ -1,7 +1,10 @@
 """The LLM client the agent calls: retries, JSON answers with one repair re-ask, cost accounting, call log.
 
 Every call (not every attempt) appends one LLMCallRecord to llm_calls.jsonl, failed calls
-included, and adds its tokens and cost to the client's UsageLedger.
+included, and adds its tokens and cost to the client's UsageLedger. Each attempt holds a slot of
+the endpoint's concurrency limit (llm/concurrency.py; its record lives beside the call log, in
+`endpoints/`). The wall time of every call, waits and failed calls included, is added to the
+calling thread's LLM clock (`thread_llm_time`), which a step's meter reads.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +23,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from gome_agent import jsonl
-from gome_agent.errors import LLMOutputError
+from gome_agent.errors import LLMError, LLMOutputError
+from gome_agent.llm.concurrency import EndpointGate, Slot
 from gome_agent.llm.config import LLMConfig
 from gome_agent.llm.jsonparse import parse_json_as
 from gome_agent.llm.pricing import cost_usd, price_for
@@ -43,6 +50,36 @@ def _bucket() -> dict[str, Any]:
         "cost_usd": 0.0,
         "unpriced_calls": 0,
     }
+
+
+@dataclass(frozen=True)
+class LLMTime:
+    """Wall time spent in LLM calls: all of it, and the parts spent waiting for a server slot and
+    in failed attempts and the waits between attempts."""
+
+    total_s: float = 0.0
+    wait_s: float = 0.0
+    retry_s: float = 0.0
+
+    def __add__(self, other: LLMTime) -> LLMTime:
+        return LLMTime(self.total_s + other.total_s, self.wait_s + other.wait_s, self.retry_s + other.retry_s)
+
+    def __sub__(self, other: LLMTime) -> LLMTime:
+        return LLMTime(self.total_s - other.total_s, self.wait_s - other.wait_s, self.retry_s - other.retry_s)
+
+
+_thread_time = threading.local()
+
+
+def thread_llm_time() -> LLMTime:
+    """The LLM time of this thread's calls so far, failed calls included: a step's meter subtracts
+    the value at its start, so that calls which raised (and so returned no Completion) still count."""
+    spent: LLMTime = getattr(_thread_time, "spent", LLMTime())
+    return spent
+
+
+def _charge(spent: LLMTime) -> None:
+    _thread_time.spent = thread_llm_time() + spent
 
 
 class UsageLedger:
@@ -104,10 +141,20 @@ class LLMClient:
         self.context = dict(context or {})
         self.ledger = UsageLedger()
         self._provider = provider if provider is not None else build_provider(config)
+        self.gate: EndpointGate | None = None  # the scripted provider has no server to share
         if self._provider.name == "scripted":
             self._provider_label, self._api_label = "scripted", "scripted"
         else:
             self._provider_label, self._api_label = config.provider, config.resolved_api()
+            self.gate = EndpointGate(config, state_dir=calls_log.parent / "endpoints" if calls_log else None)
+
+    @contextmanager
+    def _slot(self, deadline: float | None) -> Iterator[Slot]:
+        if self.gate is None:
+            yield Slot(index=None, waited_s=0.0, limit=None)
+            return
+        with self.gate.slot(deadline) as slot:
+            yield slot
 
     def complete(
         self,
@@ -132,12 +179,29 @@ class LLMClient:
         )
         # Empty replies are retried but still billed, so their tokens are counted too.
         spent = Usage()
+        waited = last_attempt_s = 0.0
 
         def attempt(timeout_s: float) -> RawReply:
-            nonlocal spent
-            reply = self._provider.send(
-                model=model, messages=messages, json_mode=json_mode, max_output_tokens=limit, timeout_s=timeout_s
-            )
+            nonlocal spent, waited, last_attempt_s
+            with self._slot(deadline) as slot:
+                waited += slot.waited_s
+                if deadline is not None:
+                    # The wait for a slot came out of this attempt's time.
+                    timeout_s = min(timeout_s, deadline - time.time())
+                    if timeout_s <= 0:
+                        raise LLMError(f"deadline reached for the LLM call (role {role}, model {model}) "
+                                       f"after waiting {slot.waited_s:.0f}s for the server")
+                began = time.monotonic()
+                try:
+                    reply = self._provider.send(
+                        model=model, messages=messages, json_mode=json_mode, max_output_tokens=limit,
+                        timeout_s=timeout_s,
+                    )
+                except TransientError as exc:
+                    exc.interrupted = exc.broken_off and self.gate is not None and self.gate.note_cut(slot)
+                    raise
+                finally:
+                    last_attempt_s = time.monotonic() - began
             spent = spent + reply.usage
             if reply.refusal:
                 raise LLMOutputError(f"the model {model} refused to answer: {reply.refusal[:1000]}")
@@ -151,17 +215,23 @@ class LLMClient:
         try:
             reply = loop.run(attempt, self.config.request_timeout_s)
         except Exception as exc:
+            elapsed = time.monotonic() - started
+            times = LLMTime(elapsed, waited, max(0.0, elapsed - waited))
+            _charge(times)
             self._account(
                 role=role,
                 model=model,
                 usage=spent,
-                latency_s=time.monotonic() - started,
-                attempts=loop.attempts,
+                times=times,
+                loop=loop,
                 messages=messages,
                 tags=tags,
                 error=str(exc) or type(exc).__name__,
             )
             raise
+        elapsed = time.monotonic() - started
+        times = LLMTime(elapsed, waited, max(0.0, elapsed - waited - last_attempt_s))
+        _charge(times)
         text, finish_reason = reply.text, reply.finish_reason
         if len(text) > self.config.max_reply_chars:
             text, finish_reason = text[: self.config.max_reply_chars], "length_cut"
@@ -170,7 +240,7 @@ class LLMClient:
             model=reply.model or model,
             usage=spent,
             cost_usd=self._cost(model, reply.model, spent),
-            latency_s=time.monotonic() - started,
+            latency_s=elapsed,
             attempts=loop.attempts,
             finish_reason=finish_reason,
         )
@@ -178,8 +248,8 @@ class LLMClient:
             role=role,
             model=model,
             usage=spent,
-            latency_s=completion.latency_s,
-            attempts=loop.attempts,
+            times=times,
+            loop=loop,
             messages=messages,
             tags=tags,
             completion=completion,
@@ -246,8 +316,8 @@ class LLMClient:
         role: str,
         model: str,
         usage: Usage,
-        latency_s: float,
-        attempts: int,
+        times: LLMTime,
+        loop: RetryLoop,
         messages: list[Message],
         tags: dict[str, Any] | None,
         completion: Completion | None = None,
@@ -265,8 +335,12 @@ class LLMClient:
             api=self._api_label,
             model=model,
             status="ok" if completion is not None else "error",
-            attempts=attempts,
-            latency_s=round(latency_s, 3),
+            attempts=loop.attempts,
+            latency_s=round(times.total_s, 3),
+            slot_wait_s=round(times.wait_s, 3),
+            retry_s=round(times.retry_s, 3),
+            interrupted=loop.interrupted,
+            concurrency_limit=self.gate.known_limit if self.gate is not None else None,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cached_input_tokens=usage.cached_input_tokens,

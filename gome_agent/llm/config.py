@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gome_agent.errors import ConfigError
 
@@ -44,6 +44,13 @@ class LLMConfig(BaseModel):
     reasoning_effort: str | None = None
     request_timeout_s: float = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=6, ge=1)
+    max_concurrent: int | Literal["auto"] = Field(
+        default="auto",
+        description="requests sent to the endpoint at once, by all processes of the machine that use it: a number, "
+        "or 'auto' (no limit for OpenAI's and Anthropic's own APIs; for another server the slots its /props reports "
+        "(llama.cpp's llama-server), else no limit until a reply is cut off by another request, then 1; see "
+        "llm/concurrency.py)",
+    )
     backoff_base_s: float = Field(default=2.0, ge=0)
     backoff_max_s: float = Field(default=60.0, ge=0)
     stream: bool = True
@@ -52,6 +59,13 @@ class LLMConfig(BaseModel):
     log_prompts: bool = True
     role_models: dict[str, str] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
+
+    @field_validator("max_concurrent")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("max_concurrent must be 'auto' or at least 1")
+        return value
 
     @model_validator(mode="after")
     def _check_combination(self) -> LLMConfig:

@@ -75,6 +75,8 @@ _PROGRESS_EVERY_S = 30.0
 _TAIL_LINES = 40
 _NINJA_STEP = re.compile(rb"^\[(\d+)/(\d+)\]")
 _HOST = "127.0.0.1"
+# Context per request: the prompts of a diagnosis (code, output, history) and its reply fit.
+DEFAULT_CTX_PER_SLOT = 8192
 
 
 class LocalLLMError(GomeError):
@@ -560,12 +562,35 @@ class LocalServer:
         self.stop()
 
 
+def server_command(
+    binary: Path,
+    model_path: Path,
+    *,
+    port: int,
+    slots: int = 1,
+    ctx_per_slot: int = DEFAULT_CTX_PER_SLOT,
+    threads: int | None = None,
+    alias: str = "qwen2.5-coder",
+) -> list[str]:
+    """The `llama-server` command line: `slots` requests served at once (`--parallel`; one per trace,
+    so K traces do not queue), each with `ctx_per_slot` tokens of context. llama-server divides its
+    `--ctx-size` among the slots, so that is `slots * ctx_per_slot`."""
+    if slots < 1 or ctx_per_slot < 1:
+        raise ConfigError(f"llama-server needs at least 1 slot and 1 token of context, not {slots} and {ctx_per_slot}")
+    cmd = [str(binary), "-m", str(model_path), "--host", _HOST, "--port", str(port),
+           "--parallel", str(slots), "--ctx-size", str(slots * ctx_per_slot), "--alias", alias]
+    if threads:
+        cmd += ["-t", str(threads)]
+    return cmd
+
+
 def start_server(
     binary: Path,
     model_path: Path,
     *,
     port: int = 0,
-    ctx: int = 8192,
+    slots: int = 1,
+    ctx_per_slot: int = DEFAULT_CTX_PER_SLOT,
     threads: int | None = None,
     alias: str = "qwen2.5-coder",
     log_path: Path,
@@ -573,16 +598,16 @@ def start_server(
 ) -> LocalServer:
     """Starts `binary` serving `model_path` on 127.0.0.1 and waits until `GET /health` answers 200.
 
-    `port=0` picks a free port. The server's output goes to `log_path`. A server that exits
-    early or is not healthy within `timeout_s` is stopped and reported with its log's tail.
+    `port=0` picks a free port; `slots` and `ctx_per_slot` as in `server_command`. The server's
+    output goes to `log_path`. A server that exits early or is not healthy within `timeout_s` is
+    stopped and reported with its log's tail.
     """
     for what, path in (("llama-server binary", binary), ("model", model_path)):
         if not path.is_file():
             raise ServerError(f"{what} {path} does not exist")
     port = port or _free_port()
-    cmd = [str(binary), "-m", str(model_path), "--host", _HOST, "--port", str(port), "-c", str(ctx), "--alias", alias]
-    if threads:
-        cmd += ["-t", str(threads)]
+    cmd = server_command(binary, model_path, port=port, slots=slots, ctx_per_slot=ctx_per_slot, threads=threads,
+                         alias=alias)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

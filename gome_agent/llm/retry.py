@@ -30,14 +30,25 @@ class TransientError(Exception):
     """A failure that another attempt may fix: rate limit, 5xx, timeout, dropped stream, empty reply.
 
     `exhausted` is the error raised when no attempt is left (LLMOutputError for empty replies).
+    `broken_off`: the server cut the reply off mid-way (a stream that ended before its end, a
+    connection broken after the request went out). `interrupted` is set by the client when that
+    was another request of gome to the same server (llm/concurrency.py): the attempt is tried
+    again at once and not counted against `max_attempts`.
     """
 
     def __init__(
-        self, message: str, *, retry_after_s: float | None = None, exhausted: type[LLMError] = LLMError
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        exhausted: type[LLMError] = LLMError,
+        broken_off: bool = False,
     ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.exhausted = exhausted
+        self.broken_off = broken_off
+        self.interrupted = False
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -114,7 +125,9 @@ def classify_status(
 
 
 class RetryLoop:
-    """Runs one LLM call with retries; `attempts` tells how many tries were made."""
+    """Runs one LLM call with retries; `attempts` tells how many tries were made, `interrupted` how
+    many of them another request cut off (those are not counted against `max_attempts`, up to
+    `max_attempts` of them: a server that keeps cutting replies once the limit is 1 is a failure)."""
 
     def __init__(
         self,
@@ -133,6 +146,7 @@ class RetryLoop:
         self.deadline = deadline
         self.what = what
         self.attempts = 0
+        self.interrupted = 0
         self._sleep = sleep
         self._clock = clock
 
@@ -151,7 +165,13 @@ class RetryLoop:
                 return attempt(timeout_s)
             except TransientError as exc:
                 last = exc
-            if self.attempts >= self.max_attempts:
+            if last.interrupted and self.interrupted < self.max_attempts:
+                # The limit has dropped to one request at a time, so the next try waits for its turn.
+                self.interrupted += 1
+                log.info("%s: attempt %d was cut off by another request (%s); trying again", self.what,
+                         self.attempts, last)
+                continue
+            if self.attempts - self.interrupted >= self.max_attempts:
                 raise last.exhausted(f"{self.what} failed after {self.attempts} attempts; last error: {last}")
             wait = last.retry_after_s
             if wait is None:

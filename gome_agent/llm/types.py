@@ -75,7 +75,11 @@ class LLMCallRecord(BaseModel):
     model: str
     status: Literal["ok", "error"]
     attempts: int
-    latency_s: float
+    latency_s: float  # the whole call: waits for a server slot, failed attempts and retries included
+    slot_wait_s: float = 0.0  # waiting for a free slot of the server (llm/concurrency.py)
+    retry_s: float = 0.0  # failed attempts and the waits between attempts
+    interrupted: int = 0  # attempts cut off by another request to the server, tried again uncounted
+    concurrency_limit: int | None = None  # the server's limit when the call ended (None: no limit)
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from gome_agent.config import RunConfig
 from gome_agent.execution.executor import Executor
 from gome_agent.execution.scheduler import ResourceScheduler
-from gome_agent.llm.client import LLMClient
+from gome_agent.llm.client import LLMClient, LLMTime, thread_llm_time
 from gome_agent.llm.types import Completion
 from gome_agent.optimizer.budget import Budget
 from gome_agent.optimizer.momentum import SuccessMemory
@@ -80,18 +80,29 @@ class TraceState:
 
 @dataclass
 class Meter:
-    """LLM and run time, calls and tokens spent in one step."""
+    """LLM and run time, calls and tokens spent in one step.
+
+    LLM time is the whole wall time of the step's calls: waits for a server slot, failed attempts
+    and retries, and calls that failed altogether (they return no Completion to `add`), as the
+    thread's LLM clock measured them since the step began.
+    """
 
     started: float = field(default_factory=time.monotonic)
-    llm_s: float = 0.0
+    replies_s: float = 0.0  # latency of the completions added
     run_s: float = 0.0
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    llm_clock: LLMTime = field(default_factory=thread_llm_time)  # this thread's LLM clock when the step began
+
+    @property
+    def llm_s(self) -> float:
+        # Completions made on another thread are not on this thread's clock, so the larger figure holds.
+        return max(self.replies_s, (thread_llm_time() - self.llm_clock).total_s)
 
     def add(self, completion: Completion) -> None:
-        self.llm_s += completion.latency_s
+        self.replies_s += completion.latency_s
         self.calls += 1
         self.input_tokens += completion.usage.input_tokens
         self.output_tokens += completion.usage.output_tokens

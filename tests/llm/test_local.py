@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from gome_agent import cli
 from gome_agent.errors import ConfigError
 from gome_agent.llm import local as localllm
 from gome_agent.llm.local import (
@@ -41,8 +42,10 @@ from gome_agent.llm.local import (
     find_build_tools,
     prepare_local_llm,
     resolve_model,
+    server_command,
     start_server,
 )
+from gome_agent.llm.concurrency import read_slots
 from tests.shared import shared
 
 DOC = shared("docs", "offline-testing.md")
@@ -394,9 +397,37 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
     return True
 
 
+def test_server_command_gives_each_trace_a_slot_with_its_own_context() -> None:
+    cmd = server_command(Path("/bin/llama-server"), Path("/m.gguf"), port=8080, slots=3, ctx_per_slot=8192)
+    opts = dict(zip(cmd[1::2], cmd[2::2], strict=False))
+    # llama-server divides --ctx-size among its slots: 3 traces of 8192 tokens need 24576.
+    assert (opts["--parallel"], opts["--ctx-size"]) == ("3", "24576")
+    assert (opts["-m"], opts["--host"], opts["--port"]) == ("/m.gguf", "127.0.0.1", "8080")
+    one = server_command(Path("/bin/llama-server"), Path("/m.gguf"), port=1, slots=1, ctx_per_slot=4096, threads=2)
+    assert one[-6:] == ["--ctx-size", "4096", "--alias", "qwen2.5-coder", "-t", "2"]
+    with pytest.raises(ConfigError, match="at least 1 slot"):
+        server_command(Path("/bin/llama-server"), Path("/m.gguf"), port=1, slots=0)
+
+
+def test_llm_serve_starts_one_slot_per_trace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    started: dict[str, object] = {}
+
+    def fake_start(binary: Path, weights: Path, **kwargs: object) -> contextlib.AbstractContextManager[object]:
+        started.update(kwargs)
+        raise KeyboardInterrupt  # stands for the user's Ctrl-C
+
+    monkeypatch.setattr(localllm, "prepare_local_llm", lambda model: (tmp_path / "bin", tmp_path / "m.gguf"))
+    monkeypatch.setattr(localllm, "start_server", fake_start)
+    assert cli.main(["llm", "serve", "--traces", "4", "--ctx-per-slot", "2048"]) == 130
+    assert (started["slots"], started["ctx_per_slot"]) == (4, 2048)
+    assert cli.main(["llm", "serve"]) == 130
+    assert (started["slots"], started["ctx_per_slot"]) == (3, localllm.DEFAULT_CTX_PER_SLOT)
+
+
 def test_server_starts_healthy_on_loopback_and_stops_its_process_group(tmp_path: Path) -> None:
     binary, model = _fake_server(tmp_path, "ok")
-    with start_server(binary, model, ctx=1024, threads=2, alias="qwen-test", log_path=tmp_path / "s.log") as server:
+    with start_server(binary, model, slots=2, ctx_per_slot=1024, threads=2, alias="qwen-test",
+                      log_path=tmp_path / "s.log") as server:
         port = server.port
         assert port > 0
         assert server.base_url_openai == f"http://127.0.0.1:{port}/v1"
@@ -405,8 +436,8 @@ def test_server_starts_healthy_on_loopback_and_stops_its_process_group(tmp_path:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as reply:
             assert reply.status == 200
         argv = (tmp_path / "argv.txt").read_text().splitlines()
-        assert argv == ["-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-c", "1024",
-                        "--alias", "qwen-test", "-t", "2"]
+        assert argv == ["-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--parallel", "2",
+                        "--ctx-size", "2048", "--alias", "qwen-test", "-t", "2"]
         pids = [int((tmp_path / name).read_text()) for name in ("server.pid", "child.pid")]
     assert server.process.returncode is not None
     assert all(_wait_for(lambda pid=pid: _gone(pid)) for pid in pids)
@@ -479,7 +510,9 @@ def test_real_server_answers_both_official_sdks(request: pytest.FixtureRequest, 
 
     binary, gguf = prepare_local_llm()
     prompt = "Write a one-line Python expression that adds 2 and 3."
-    with start_server(binary, gguf, ctx=4096, log_path=tmp_path / "server.log") as server:
+    with start_server(binary, gguf, slots=2, ctx_per_slot=2048, log_path=tmp_path / "server.log") as server:
+        # The slots gome asked for are the ones the server reports, so a run fits its traces to them.
+        assert read_slots(server.base_url_openai) == 2
         client = openai.OpenAI(base_url=server.base_url_openai, api_key="not-needed", max_retries=0,
                                timeout=120, _strict_response_validation=True)
         reply = client.chat.completions.create(

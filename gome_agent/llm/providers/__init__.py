@@ -121,7 +121,7 @@ class StreamClock:
 
 
 def dropped_stream(what: str, events: int) -> TransientError:
-    return TransientError(f"dropped stream: the reply ended without {what} after {events} events")
+    return TransientError(f"dropped stream: the reply ended without {what} after {events} events", broken_off=True)
 
 
 def _error_fields(body: object) -> tuple[str | None, str]:
@@ -154,7 +154,9 @@ def raise_sdk_error(exc: Exception, endpoint: Endpoint, model: str) -> NoReturn:
         raise TransientError(f"request timed out ({type(exc).__name__})") from exc
     if isinstance(exc, (openai.APIConnectionError, anthropic.APIConnectionError, httpx2.RequestError)):
         cause = exc.__cause__ or exc
-        raise TransientError(f"connection failed: {type(cause).__name__}: {cause}") from exc
+        # Past the connect, the request reached the server: a break now cut its reply off.
+        raise TransientError(f"connection failed: {type(cause).__name__}: {cause}",
+                             broken_off=not isinstance(cause, httpx2.ConnectError)) from exc
     if isinstance(exc, (openai.APIResponseValidationError, anthropic.APIResponseValidationError)):
         raise LLMError(f"{endpoint.provider} sent a reply that does not match its API schema: {exc}") from exc
     if isinstance(exc, (openai.APIError, anthropic.APIError)):
