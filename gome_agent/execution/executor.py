@@ -59,6 +59,8 @@ class RunSpec(BaseModel):
     timeout_s: float = Field(gt=0)
     memory_limit_bytes: int | None = Field(default=None, gt=0)
     env: dict[str, str] = {}
+    # What the solution sees as ./input (a smoke run's sampled view); default: the executor's data folder.
+    input_dir: Path | None = None
 
 
 class RunResult(BaseModel):
@@ -503,10 +505,13 @@ class Executor:
         link = workdir / "input"
         if not link.exists() and not link.is_symlink():
             try:
-                link.symlink_to(self.data_dir, target_is_directory=True)
+                link.symlink_to(self._input_dir(spec), target_is_directory=True)
             except FileExistsError:
                 pass
         return workdir, command
+
+    def _input_dir(self, spec: RunSpec) -> Path:
+        return self.data_dir if spec.input_dir is None else spec.input_dir.resolve()
 
     def _hidden_interpreter(self) -> list[Path]:
         """The environment folder of an interpreter under /tmp, which the private /tmp would hide."""
@@ -515,7 +520,8 @@ class Executor:
         root = Path(self.python).parent.parent
         return [root] if root.resolve().is_relative_to("/tmp") else []
 
-    def _start(self, workdir: Path, command: list[str], env: dict[str, str], error_fd: int) -> subprocess.Popen[bytes]:
+    def _start(self, workdir: Path, command: list[str], env: dict[str, str], error_fd: int,
+               input_dir: Path) -> subprocess.Popen[bytes]:
         namespace = self._mode == "namespace"
         spec = SandboxSpec(
             mode="namespace" if namespace else "reaper",
@@ -523,7 +529,7 @@ class Executor:
             env=env,
             workdir=workdir,
             writable=[workdir, self.cache_dir],
-            readonly=[self.data_dir, *self.readable, *self._hidden_interpreter()],
+            readonly=list(dict.fromkeys([self.data_dir, input_dir, *self.readable, *self._hidden_interpreter()])),
             hidden=self.hidden if namespace else [],
             private_network=namespace and not self.network,
             parent_pid=os.getpid(),
@@ -559,7 +565,7 @@ class Executor:
         read_fd, write_fd = os.pipe()
         started = time.monotonic()
         try:
-            proc = self._start(workdir, command, env, write_fd)
+            proc = self._start(workdir, command, env, write_fd, self._input_dir(spec))
         except BaseException:
             os.close(read_fd)
             for log in logs:
@@ -598,7 +604,7 @@ class Executor:
             os.close(read_fd)
             if self._mode == "none":
                 shutil.rmtree(workdir / ".tmp", ignore_errors=True)
-            _disarm(workdir, self.data_dir)
+            _disarm(workdir, self._input_dir(spec))
         if run.reason is None and init_status != STARTED:
             detail = init_status[len(STARTED):].decode(errors="replace") if init_status.startswith(STARTED) else ""
             detail = detail or captures[1].text_tail().strip()[-500:] or f"exit code {proc.returncode}"

@@ -1,8 +1,15 @@
-"""Running a step's code: under a GPU/CPU lease, with bounded debugging, and checking its outputs.
+"""Running a step's code: checked before it runs, under a GPU/CPU lease, with bounded debugging, and
+checking its outputs.
 
-A GPU run that dies of CUDA out-of-memory is run again once with the GPU to itself (another run's
-memory, not the idea, may be at fault). A run that fails is shown to a fix (the strategy's `fix`)
-up to `max_debug` times, each fix seeing the error and the earlier attempts.
+Before any run the code goes through the static checks (execution/static_check.py: syntax, undefined
+names, modules that are not installed, unknown column names); what they find goes to a fix (the
+strategy's `fix`) without a run, at most `max_debug` rounds, apart from the run attempts. Then a
+smoke run (task/smoke.py: the code on a small sample of the data, a short time limit) comes before
+the full run, which follows only when the smoke run's outputs are valid; a smoke run that reaches
+its limit without failing proves nothing wrong and lets the full run go. A GPU run that dies of CUDA
+out-of-memory is run again once with the GPU to itself (another run's memory, not the idea, may be
+at fault). A run that fails, smoke or full, is shown to a fix up to `max_debug` times, each fix
+seeing the error and the earlier attempts.
 """
 
 from __future__ import annotations
@@ -11,22 +18,37 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import psutil
 
+from gome_agent.errors import TaskError
 from gome_agent.execution.executor import RunResult, RunSpec
 from gome_agent.execution.failures import Cause, failure_cause
 from gome_agent.execution.scheduler import LeaseTimeout, is_gpu_oom, needs_gpu
+from gome_agent.execution.static_check import check_code
+from gome_agent.records.events import Note
 from gome_agent.strategies.step import Meter, Services, StepFailed
 from gome_agent.strategies.views import Failure, tail
 from gome_agent.task.folds import FOLDS_FILE, copy_folds, folds_problem
 from gome_agent.task.holdout import holdout_scorer
+from gome_agent.task.smoke import SMOKE_DIR, SmokeCheck, SmokePlan, prepare_smoke
 from gome_agent.task.submission import OutputCheck, check_outputs
 
 log = logging.getLogger(__name__)
 
 # fix(code, failure, goal, earlier attempts, meter) -> (fixed code, the change it made)
 Fix = Callable[[str, Failure, str, list[str], Meter], tuple[str, str]]
+SmokeStatus = Literal["passed", "failed", "timeout"]
+
+NO_TIME = "not run: the time budget is spent"
+STATIC_FAILED = "the static check of main.py found problems before any run (no run was made)"
+STATIC_PROBLEMS_KEPT = 30  # of the problems found in a step, recorded
+
+
+def smoke_folder(attempt_dir: Path) -> Path:
+    """Where an attempt's smoke run runs: next to the attempt's own folder (`a0-smoke` for `a0`)."""
+    return attempt_dir.with_name(f"{attempt_dir.name}-smoke")
 
 
 @dataclass
@@ -35,9 +57,10 @@ class Evaluation:
 
     ok: bool
     code: str
+    # The last attempt's folder: its smoke run's when that failed (its logs say why), else its own.
     attempt_dir: Path
-    runs: int
-    result: RunResult | None
+    runs: int  # full runs (an out-of-memory retry included); smoke runs are counted apart
+    result: RunResult | None  # the last run's, smoke or full
     check: OutputCheck | None
     message: str
     problems: list[str] = field(default_factory=list)
@@ -45,16 +68,23 @@ class Evaluation:
     cause: Cause | None = None  # the exception that ended the last failed run
     fixes: list[str] = field(default_factory=list)  # the changes the debug attempts made
     fix_error: str | None = None  # why the last fix could not be used, when that ended the debugging
+    failed_in: Literal["static", "smoke", "run"] | None = None  # where the last failure happened
+    static_problems: list[str] = field(default_factory=list)  # every problem the static checks found
+    static_fixes: int = 0  # fix rounds spent on them, without a run
+    smoke: SmokeStatus | None = None  # the last smoke run's outcome (None: none was made)
+    smoke_runs: int = 0
+    smoke_s: float = 0.0
 
 
 class Evaluator:
-    """Runs one trace's code in its step folders (`a0`, `a1`, ... one per attempt)."""
+    """Runs one trace's code in its step folders (`a0`, `a1`, ... one per attempt; `a0-smoke`, ... for
+    the smoke runs)."""
 
     def __init__(self, *, index: int, services: Services, max_run_s: float) -> None:
         self.index = index
         self.services = services
         self.max_run_s = max_run_s
-        self.gpu_peak_mb: int | None = None  # the last measured GPU peak of this trace's runs
+        self.gpu_peak_mb: int | None = None  # the last measured GPU peak of this trace's full runs
         plan = services.task.folds
         self.folds = plan is not None and plan.available
         self.validation_dir = services.config.workdir / "validation"
@@ -62,59 +92,196 @@ class Evaluator:
         self.scorer = holdout_scorer(services.task.holdout, self.validation_dir, id_column=services.task.id_column,
                                      tolerance_se=validation.tolerance_se,
                                      tolerance_relative=validation.tolerance_relative)
+        self.prepared = False
+        self.plan: SmokePlan | None = None  # read at the first step (written by the run's first trace)
+        self.smoke: SmokeCheck | None = None  # None: no smoke runs
 
     def evaluate(self, code: str, step_dir: Path, goal: str, meter: Meter, *, max_debug: int, fix: Fix) -> Evaluation:
+        self.prepare_inputs()
+        ev = Evaluation(False, code, step_dir / "a0", 0, None, None, "no run was started")
         earlier: list[str] = []
-        attempt_dir = step_dir / "a0"
-        result: RunResult | None = None
-        check: OutputCheck | None = None
-        message, problems = "no run was started", []
-        cause: Cause | None = None
-        fixes: list[str] = []
-        fix_error: str | None = None
-        runs = oom_retries = 0
         for attempt in range(max_debug + 1):
-            attempt_dir = step_dir / f"a{attempt}"
-            attempt_dir.mkdir(parents=True, exist_ok=True)
-            (attempt_dir / "main.py").write_text(code, encoding="utf-8")
-            if self.folds:
-                copy_folds(self.validation_dir, attempt_dir)
-            outcome = self.run_once(code, attempt_dir)
-            # The solution may have replaced or removed its own main.py; the step's code is what was proposed.
-            (attempt_dir / "main.py").write_text(code, encoding="utf-8")
-            if outcome is None:
-                message = "not run: the time budget is spent"
+            ev.attempt_dir = step_dir / f"a{attempt}"
+            passed = self.static_rounds(ev, goal, meter, max_debug=max_debug, fix=fix, earlier=earlier)
+            self.write_attempt(ev.code, ev.attempt_dir)
+            if not passed:
+                return ev
+            failure = self.smoke_run(ev, smoke_folder(ev.attempt_dir), meter) if self.smoke else None
+            if failure is None and ev.message != NO_TIME:
+                failure = self.full_run(ev, meter)
+                if failure is None:
+                    return ev
+            if ev.message == NO_TIME or attempt == max_debug:
                 break
-            result, retried = outcome
-            runs += 1 + retried
-            oom_retries += retried
-            meter.run_s += result.duration_s
-            check = self.check(attempt_dir, result)
-            if result.status == "ok" and check.ok:
-                return Evaluation(True, code, attempt_dir, runs, result, check,
-                                  "ran and produced a valid scored submission", oom_retries=oom_retries, fixes=fixes)
-            message = (result.message if result.status != "ok" else
-                       "the run finished but its self-reported score cannot be trusted" if check.untrusted else
-                       "the run finished but its outputs break the contract")
-            problems = check.problems if result.status == "ok" else check.problems[:3]
-            cause = failure_cause(result.stderr_tail) if result.status != "ok" else None
-            if retried and is_gpu_oom(result.stderr_tail):
-                message += " (CUDA out of memory even with the whole GPU to itself)"
-            if attempt == max_debug:
+            assert failure is not None
+            label = "smoke run" if ev.failed_in == "smoke" else "run"
+            what = ev.message + (f" ({ev.cause})" if ev.cause else "")
+            if not self.apply_fix(ev, failure, goal, earlier, meter, fix, f"attempt {attempt + 1} ({label}): {what}"):
                 break
-            failure = Failure(message=message, problems=problems, stderr_tail=tail(result.stderr_tail),
-                              stdout_tail=tail(result.stdout_tail, 1200), cause=None if cause is None else str(cause))
-            try:
-                fixed, change = fix(code, failure, goal, earlier, meter)
-            except StepFailed as exc:
-                fix_error = f"the fix could not be applied: {exc}"
-                break
-            what = message + (f" ({cause})" if cause else "")
-            earlier.append(f"attempt {attempt + 1}: {what}" + (f" -> changed: {change}" if change else ""))
-            fixes.append(change or "a fix")
-            code = fixed
-        return Evaluation(False, code, attempt_dir, runs, result, check, message, problems, oom_retries=oom_retries,
-                          cause=cause, fixes=fixes, fix_error=fix_error)
+        return ev
+
+    def write_attempt(self, code: str, attempt_dir: Path) -> None:
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        (attempt_dir / "main.py").write_text(code, encoding="utf-8")
+        if self.folds:
+            copy_folds(self.validation_dir, attempt_dir)
+
+    def apply_fix(self, ev: Evaluation, failure: Failure, goal: str, earlier: list[str], meter: Meter, fix: Fix,
+                  what: str) -> bool:
+        """Ask the fix for new code; False when its reply could not be used (the debugging ends)."""
+        try:
+            fixed, change = fix(ev.code, failure, goal, earlier, meter)
+        except StepFailed as exc:
+            ev.fix_error = f"the fix could not be applied: {exc}"
+            return False
+        earlier.append(what + (f" -> changed: {change}" if change else ""))
+        ev.fixes.append(change or "a fix")
+        ev.code = fixed
+        return True
+
+    # Before any run ------------------------------------------------------------------
+    def prepare_inputs(self) -> None:
+        """Read the run's smoke plan (the columns of its tables, the sampled data), writing it first
+        when this trace is the run's first to get here; a plan that cannot be made leaves both
+        the column check and smoke runs off."""
+        execution = self.services.config.execution
+        if self.prepared or not (execution.static_checks or execution.smoke.enabled):
+            return
+        self.prepared = True
+        s = self.services
+        task = s.task
+        folds, holdout = task.folds, task.holdout
+        label = folds.label_column if folds is not None and folds.available else (
+            task.target_columns[0] if len(task.target_columns) == 1 else None)
+        try:
+            sample_rel = Path(task.sample_path).resolve().relative_to(Path(task.data_dir).resolve()).as_posix()
+            plan, made = prepare_smoke(
+                s.executor.data_dir, self.validation_dir / SMOKE_DIR, sample=s.sample, sample_rel=sample_rel,
+                id_column=task.id_column, label=label,
+                train_table=(folds.table if folds is not None and folds.available else
+                             holdout.table if holdout is not None and holdout.available else None),
+                holdout_file=holdout.file if holdout is not None and holdout.available else None,
+                validation_dir=self.validation_dir, rows=execution.smoke.rows, seed=s.config.seed,
+                hidden=s.executor.hidden, sampled=execution.smoke.enabled)
+            self.smoke = SmokeCheck(self.validation_dir / SMOKE_DIR, plan, sample=s.sample,
+                                    id_column=task.id_column) if plan.available else None
+        except (OSError, ValueError, TaskError) as exc:
+            log.warning("trace %d: no smoke runs and no column checks: the sample of the data failed: %s",
+                        self.index, exc)
+            plan, made = None, True
+            self.smoke = None
+        if made:
+            self.announce(plan)
+        self.plan = plan
+
+    def announce(self, plan: SmokePlan | None) -> None:
+        """Say once in the run's events (as the run's, not this trace's) what the smoke runs and the
+        column checks can do."""
+        execution = self.services.config.execution
+        if execution.smoke.enabled:
+            message = (plan.reason if plan is not None else "no smoke runs: the sample of the data could not be made")
+            if plan is not None and plan.available:
+                message += f", {execution.smoke.time_limit_s:g} s limit"
+            self.services.events.write(Note(level="info" if plan is not None and plan.available else "warning",
+                                            message=message))
+        if execution.static_checks and (plan is None or plan.tables is None):
+            self.services.events.write(Note(level="info", message=(
+                "the static checks do not check column names: the columns of some input files are unknown")))
+
+    def static_rounds(self, ev: Evaluation, goal: str, meter: Meter, *, max_debug: int, fix: Fix,
+                      earlier: list[str]) -> bool:
+        """Check the code and have its problems fixed without a run (at most `max_debug` rounds in a
+        step); False when problems remain (then the step fails without a run)."""
+        execution = self.services.config.execution
+        if not execution.static_checks:
+            return True
+        tables = self.plan.tables if self.plan is not None else None
+        while True:
+            problems = [str(p) for p in check_code(ev.code, python=self.services.executor.python, tables=tables)]
+            if not problems:
+                return True
+            for problem in problems:
+                if problem not in ev.static_problems and len(ev.static_problems) < STATIC_PROBLEMS_KEPT:
+                    ev.static_problems.append(problem)
+            ev.failed_in, ev.message, ev.problems = "static", STATIC_FAILED, problems
+            ev.result = ev.check = ev.cause = None
+            if ev.static_fixes >= max_debug:
+                return False
+            failure = Failure(message=STATIC_FAILED, problems=problems, stderr_tail="", stdout_tail="")
+            ev.static_fixes += 1
+            what = f"static check: {len(problems)} problem(s), e.g. {problems[0]}"
+            if not self.apply_fix(ev, failure, goal, earlier, meter, fix, what):
+                return False
+
+    # Runs ------------------------------------------------------------------------------
+    def smoke_run(self, ev: Evaluation, smoke_dir: Path, meter: Meter) -> Failure | None:
+        """Run the code on the sampled data; the failure to fix, or None (passed, timed out without
+        failing, or no time left: then `ev.message` says so)."""
+        assert self.smoke is not None
+        execution = self.services.config.execution
+        smoke_dir.mkdir(parents=True, exist_ok=True)
+        (smoke_dir / "main.py").write_text(ev.code, encoding="utf-8")
+        self.smoke.prepare(smoke_dir)
+        outcome = self.run_once(ev.code, smoke_dir, limit_s=execution.smoke.time_limit_s,
+                                input_dir=self.smoke.input_dir, measure=False)
+        (smoke_dir / "main.py").write_text(ev.code, encoding="utf-8")  # whatever the solution did to it
+        if outcome is None:
+            ev.message = NO_TIME
+            return None
+        result, retried = outcome
+        ev.smoke_runs += 1 + retried
+        ev.oom_retries += retried
+        ev.smoke_s += result.duration_s
+        meter.run_s += result.duration_s
+        if result.status == "timeout":
+            ev.smoke, ev.result = "timeout", result  # the last run, if the budget leaves no full run
+            log.info("trace %d: the smoke run reached its %g s limit without failing; the full run goes ahead",
+                     self.index, execution.smoke.time_limit_s)
+            return None
+        problems = self.smoke.problems(smoke_dir, needs_score=self.scorer is None) if result.status == "ok" else []
+        if result.status == "ok" and not problems:
+            ev.smoke = "passed"
+            return None
+        # The step's code and the failing run's logs are in the smoke folder (what views of the step read).
+        ev.smoke, ev.failed_in, ev.result, ev.check, ev.attempt_dir = "failed", "smoke", result, None, smoke_dir
+        ev.cause = failure_cause(result.stderr_tail) if result.status != "ok" else None
+        what = result.message if result.status != "ok" else "finished, but its outputs break the contract"
+        plan = self.smoke.plan
+        ev.message = (f"the smoke run (before the full run: at most {plan.rows} rows per table, "
+                      f"{execution.smoke.time_limit_s:g} s limit) {what}")
+        ev.problems = problems
+        return Failure(message=ev.message, problems=ev.problems, stderr_tail=tail(result.stderr_tail),
+                       stdout_tail=tail(result.stdout_tail, 1200), cause=None if ev.cause is None else str(ev.cause))
+
+    def full_run(self, ev: Evaluation, meter: Meter) -> Failure | None:
+        """Run the code on the full data; the failure to fix, or None (it succeeded, `ev.ok`; or no
+        time was left: `ev.message` says so)."""
+        outcome = self.run_once(ev.code, ev.attempt_dir)
+        # The solution may have replaced or removed its own main.py; the step's code is what was proposed.
+        (ev.attempt_dir / "main.py").write_text(ev.code, encoding="utf-8")
+        if outcome is None:
+            ev.message = NO_TIME
+            return None
+        result, retried = outcome
+        ev.runs += 1 + retried
+        ev.oom_retries += retried
+        meter.run_s += result.duration_s
+        check = self.check(ev.attempt_dir, result)
+        ev.result, ev.check = result, check
+        if result.status == "ok" and check.ok:
+            ev.ok, ev.failed_in, ev.cause, ev.problems = True, None, None, []
+            ev.message = "ran and produced a valid scored submission"
+            return None
+        ev.failed_in = "run"
+        ev.message = (result.message if result.status != "ok" else
+                      "the run finished but its self-reported score cannot be trusted" if check.untrusted else
+                      "the run finished but its outputs break the contract")
+        ev.problems = check.problems if result.status == "ok" else check.problems[:3]
+        ev.cause = failure_cause(result.stderr_tail) if result.status != "ok" else None
+        if retried and is_gpu_oom(result.stderr_tail):
+            ev.message += " (CUDA out of memory even with the whole GPU to itself)"
+        return Failure(message=ev.message, problems=ev.problems, stderr_tail=tail(result.stderr_tail),
+                       stdout_tail=tail(result.stdout_tail, 1200), cause=None if ev.cause is None else str(ev.cause))
 
     def check(self, attempt_dir: Path, result: RunResult) -> OutputCheck:
         check = check_outputs(attempt_dir, self.services.sample)
@@ -130,9 +297,11 @@ class Evaluator:
                 check = check.model_copy(update={"valid_submission": False, "problems": [problem]})
         return check
 
-    def run_once(self, code: str, attempt_dir: Path) -> tuple[RunResult, int] | None:
+    def run_once(self, code: str, attempt_dir: Path, *, limit_s: float | None = None, input_dir: Path | None = None,
+                 measure: bool = True) -> tuple[RunResult, int] | None:
         """Run main.py under a resource lease; returns the result and whether it was retried after a GPU
-        out-of-memory failure. None: no time left."""
+        out-of-memory failure. None: no time left. `limit_s` caps the run's time (a smoke run),
+        `input_dir` replaces its data, `measure` keeps its GPU peak for the next leases."""
         s = self.services
         execution = s.config.execution
         gpu, declared_mb = needs_gpu(code)
@@ -146,7 +315,8 @@ class Evaluator:
                     if timeout < execution.min_run_seconds:
                         return None
                     spec = RunSpec(
-                        workdir=attempt_dir, timeout_s=timeout, memory_limit_bytes=self.memory_limit(),
+                        workdir=attempt_dir, timeout_s=min(timeout, limit_s or timeout), input_dir=input_dir,
+                        memory_limit_bytes=self.memory_limit(),
                         env={**lease.env(), "GOME_SEED": str(s.config.seed),
                              **({"GOME_FOLDS": FOLDS_FILE} if self.folds else {}),
                              **(self.scorer.env() if self.scorer else {})},
@@ -155,7 +325,7 @@ class Evaluator:
                     peak = s.scheduler.peak_mb(lease)
             except LeaseTimeout:
                 return None
-            if peak:
+            if peak and measure:
                 self.gpu_peak_mb = peak
             oom = gpu and result.status == "failed" and is_gpu_oom(result.stderr_tail)
             if not oom or exclusive:

@@ -91,8 +91,10 @@ class TreeStrategy(Strategy):
         folder = self.cfg.workdir / parent.code_dir
         code = (folder / "main.py").read_text(encoding="utf-8")
         if action == "debug":
+            # A leaf stopped by the static checks never ran: what they found is all there is to show.
             failure = Failure(
-                message=parent.message, problems=[], cause=parent.cause,
+                message=parent.message, cause=parent.cause,
+                problems=parent.static_problems if not parent.runs and not parent.smoke_runs else [],
                 stderr_tail=tail(read_tail(folder / "stderr.txt")),
                 stdout_tail=tail(read_tail(folder / "stdout.txt"), 1200),
             )

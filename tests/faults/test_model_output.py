@@ -33,6 +33,8 @@ pytestmark = [
 
 DRAFT_SCORE = 0.70
 READ_ONLY = "Read-only file system"
+# For attacks whose traces are counted or read in the full run's folder: no smoke run before it.
+NO_SMOKE = {"smoke": {"enabled": False}}
 
 # Records what each attempt did in attack.json; `targets` and friends are filled in per test.
 PROBE = '''
@@ -142,7 +144,7 @@ def _probes(fake_llm) -> list[FakeRequest]:
 
 
 def test_a_solution_reaching_the_llm_server_carries_no_key(world, fake_llm):
-    outcome = _run_attack(world, fake_llm, _attack(_probe_server(fake_llm)))
+    outcome = _run_attack(world, fake_llm, _attack(_probe_server(fake_llm)), execution=NO_SMOKE)
     assert outcome["call the LLM server"] == 500  # the fake's answer to a request it has no reply for
     [probe] = _probes(fake_llm)
     sent = json.dumps(probe.headers) + json.dumps(probe.body)
@@ -234,7 +236,7 @@ raise SystemExit(0)
     code = solution(0.999, attack=body)
     fake_llm.set_responder(Model().inject("update", full(code, "links")))
     run_in_process(fault_config(world, fake_llm, optimizer={"max_steps": 2},
-                                execution={"hidden_paths": [str(world.private)]}))
+                                execution={"hidden_paths": [str(world.private)], **NO_SMOKE}))
     verdict = check_run(world, reason="step limit reached", best_at_least=DRAFT_SCORE)
     second = verdict.steps[1]
     assert second.status == "failed" and "no submission" in second.lesson
@@ -256,7 +258,7 @@ json.dump(outcome, open("attack.json", "w"))
 json.dump({{"score": 0.999}}, open("scores.json", "w"))
 raise SystemExit(0)
 '''
-    outcome = _run_attack(world, fake_llm, solution(0.999, attack=PROBE.format(body=body)))
+    outcome = _run_attack(world, fake_llm, solution(0.999, attack=PROBE.format(body=body)), execution=NO_SMOKE)
     assert outcome == {"best submission": READ_ONLY, "data folder": READ_ONLY, "private tmp": "done",
                        "subfolder": "done"}
     verdict = check_run(world, reason="step limit reached", best_at_least=DRAFT_SCORE)

@@ -15,6 +15,7 @@ from tests.scripted_agent import ALL_FEATURES, DRAFT, Script, analysis_reply, ed
 from tests.strategies.test_trace import make_config, start, steps_of
 
 MISSING_MODULE = "import gome_absent_module\n" + DRAFT
+NO_STATIC_CHECKS = {"static_checks": False}  # the import must reach a run, whose failure is what is tested
 ID_AS_FLOAT = 'FEATURES = ["mean_texture"]\nfloat("w0119")'
 
 
@@ -35,7 +36,7 @@ def test_failures_carry_their_cause_and_every_decision_prompt_sees_the_task(tmp_
              edit("LogisticRegression(max_iter=2000)", "LogisticRegression(max_iter=2000, C=1.0)", "same model"))
     )
     fake_llm.set_responder(script)
-    config = make_config(tmp_path, competition, fake_llm, max_steps=11, max_debug=0)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=11, max_debug=0, execution=NO_STATIC_CHECKS)
     start(config, monkeypatch)
     steps = steps_of(config)
     assert [s.status for s in steps[:3]] == ["failed", "accepted", "failed"]
@@ -123,11 +124,12 @@ def test_the_cause_comes_before_a_fix_that_could_not_be_used(tmp_path, competiti
         .add("debug", "Change: I would load the data differently.")  # no code, every time
     )
     fake_llm.set_responder(script)
-    config = make_config(tmp_path, competition, fake_llm, max_steps=1, max_debug=1)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1, max_debug=1, execution=NO_STATIC_CHECKS)
     start(config, monkeypatch)
     (step,) = steps_of(config)
-    assert step.status == "failed"
-    assert step.lesson.startswith("Failed after 1 run(s): exited with code 1: ModuleNotFoundError: "
-                                  "No module named 'gome_absent_module'")
+    assert step.status == "failed" and (step.runs, step.smoke_runs, step.smoke) == (0, 1, "failed")
+    assert step.lesson.startswith("Failed after 0 full run(s) and 1 smoke run(s): the smoke run (before the full "
+                                  "run: at most 200 rows per table, 60 s limit) exited with code 1: "
+                                  "ModuleNotFoundError: No module named 'gome_absent_module'")
     assert step.lesson.endswith("reply with the code in one of those two forms")
     assert "; the fix could not be applied: the model's code reply could not be used" in step.message

@@ -41,10 +41,12 @@ def test_tree_search_drafts_debugs_and_improves_the_best_node(tmp_path, competit
     steps = EventLog(config.workdir / "events.jsonl").steps()
     assert [(s.kind, s.status) for s in steps] == [
         ("draft", "failed"), ("draft", "accepted"), ("debug", "rejected"), ("improve", "accepted")]
-    # One run per node: debugging is a node of its own, not a loop inside a step.
-    assert all(s.runs == 1 for s in steps)
+    # One run per node: debugging is a node of its own, not a loop inside a step. The broken draft's
+    # column never ran: the static check stopped it, and the debug node sees what it found.
+    assert [(s.runs, s.smoke_runs, s.static_fixes) for s in steps] == [(0, 0, 0), (1, 1, 0), (1, 1, 0), (1, 1, 0)]
+    assert steps[0].static_problems == ["line 11: column 'label' is not a column of train.csv"]
     assert steps[2].parent_step == 1 and steps[3].parent_step == 2
-    assert "KeyError" in script.prompts("debug")[0]
+    assert "- line 11: column 'label' is not a column of train.csv" in script.prompts("debug")[0]
     # The improvement starts from the best node's code.
     assert 'FEATURES = ["mean_texture"]' in script.prompts("direct")[0]
     assert not script.prompts("gradient")
