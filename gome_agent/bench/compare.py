@@ -7,6 +7,9 @@ strategy gives the valid-submission, above-median and any-medal rates and the
 mean normalized score, each as mean and standard error across seeds (as
 MLE-bench aggregates its leaderboard).
 
+The peer `aide` (bench/peers.py) runs AIDE from its own virtual environment on the same
+competitions with the same model, base URL and budget; its submission is graded the same way.
+
 Normalized score: 0 for the sample submission's score (a constant guess), 1 for
 the leaderboard's best score, linear in between by the metric's direction
 (above 1 beats the whole leaderboard); an invalid submission counts 0.
@@ -26,10 +29,13 @@ from pydantic import BaseModel
 from gome_agent import jsonl
 from gome_agent.bench.competitions import Competition
 from gome_agent.bench.grading import CompetitionReport, grade_csv, read_leaderboard, score_csv
+from gome_agent.bench.peers import AIDE, DEFAULT_AIDE_VENV, aide_llm_variables, ensure_aide_venv, run_aide
 from gome_agent.bench.prepare import load_competition
 from gome_agent.config import RunConfig
+from gome_agent.errors import ConfigError
 from gome_agent.llm.config import LLMConfig
 from gome_agent.run.coordinator import run
+from gome_agent.strategies import STRATEGIES
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +102,12 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _max_run_s(base: dict[str, Any], time_limit_s: float) -> float:
+    """The longest single run of a solution, by gome's own rule (its AIDE counterpart is `exec.timeout`)."""
+    minutes = base.get("execution", {}).get("max_run_minutes")
+    return float(minutes) * 60 if minutes is not None else min(3600.0, time_limit_s / 4)
+
+
 def compare(
     *,
     data_dir: Path,
@@ -106,11 +118,23 @@ def compare(
     llm: LLMConfig,
     time_limit_s: float,
     base: dict[str, Any] | None = None,
+    aide_venv: Path = DEFAULT_AIDE_VENV,
 ) -> dict[str, Any]:
-    """Run every (competition, strategy, seed) that has no result yet, then summarize all results."""
+    """Run every (competition, strategy, seed) that has no result yet, then summarize all results.
+
+    `aide` among the strategies runs AIDE from `aide_venv` (installed there first if it is not).
+    """
+    unknown = [s for s in strategies if s not in STRATEGIES and s != AIDE]
+    if unknown:
+        raise ConfigError(f"unknown strategy {', '.join(unknown)} (known: {', '.join([*STRATEGIES, AIDE])})")
+    base = base or {}
     results_path = out / "results.jsonl"
     done = {(r["competition_id"], r["strategy"], r["seed"]): RunResult.model_validate(r)
             for r in jsonl.iter_raw(results_path)}
+    if AIDE in strategies and any((c, AIDE, seed) not in done for c in competitions for seed in range(seeds)):
+        # Settings AIDE cannot follow, and an install that fails, stop the benchmark before any run.
+        aide_llm_variables(llm)
+        ensure_aide_venv(aide_venv)
     for competition_id in competitions:
         competition = load_competition(data_dir, competition_id)
         baseline, best = score_range(competition)
@@ -120,21 +144,28 @@ def compare(
                 if key in done:
                     continue
                 workdir = out / "runs" / competition_id / strategy / f"seed{seed}"
-                execution = dict((base or {}).get("execution", {}))
-                execution["hidden_paths"] = [*execution.get("hidden_paths", []), *competition.hidden_from_solutions()]
-                values = {
-                    **(base or {}),
-                    "data_dir": competition.public_dir, "workdir": workdir, "time_limit_s": time_limit_s,
-                    "strategy": strategy, "seed": seed, "llm": llm, "execution": execution,
-                }
                 log.info("benchmark run: %s, %s, seed %d", competition_id, strategy, seed)
-                summary = run(RunConfig.model_validate(values))
+                if strategy == AIDE:
+                    peer = run_aide(aide=ensure_aide_venv(aide_venv), competition=competition, llm=llm, workdir=workdir,
+                                    time_limit_s=time_limit_s, max_run_s=_max_run_s(base, time_limit_s), seed=seed)
+                    steps, reason = peer.steps, peer.reason
+                else:
+                    execution = dict(base.get("execution", {}))
+                    execution["hidden_paths"] = [*execution.get("hidden_paths", []),
+                                                 *competition.hidden_from_solutions()]
+                    values = {
+                        **base,
+                        "data_dir": competition.public_dir, "workdir": workdir, "time_limit_s": time_limit_s,
+                        "strategy": strategy, "seed": seed, "llm": llm, "execution": execution,
+                    }
+                    ours = run(RunConfig.model_validate(values))
+                    steps, reason = ours.steps, ours.reason
                 report = grade_csv(workdir / "submission" / "submission.csv", competition)
                 result = RunResult(
                     competition_id=competition_id, strategy=strategy, seed=seed, workdir=str(workdir),
                     report=report.to_dict(),
                     normalized_score=normalized(report, baseline, best),
-                    steps=summary.steps, reason=summary.reason,
+                    steps=steps, reason=reason,
                 )
                 jsonl.append(results_path, result)
                 done[key] = result
