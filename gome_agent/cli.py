@@ -142,6 +142,12 @@ def cmd_bench_scheduler(args: argparse.Namespace) -> int:
                           traces=args.traces, out=args.out)
 
 
+def cmd_bench_validation(args: argparse.Namespace) -> int:
+    from gome_agent.bench.validation import main as validation_main
+
+    return validation_main(seeds=list(range(args.seeds)), out=args.out)
+
+
 def cmd_mlebench(args: argparse.Namespace) -> int:
     from gome_agent.mlebench.container import main as container_main
 
@@ -227,6 +233,7 @@ def cmd_bench_grade(args: argparse.Namespace) -> int:
 
 def cmd_bench_run(args: argparse.Namespace) -> int:
     from gome_agent.bench.compare import compare, table
+    from gome_agent.bench.peers import DEFAULT_AIDE_VENV
     from gome_agent.llm.config import LLMConfig
 
     llm: dict[str, Any] = {"model": args.model, "provider": args.provider}
@@ -238,6 +245,7 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
         strategies=args.strategies.split(","), seeds=args.seeds,
         llm=LLMConfig.model_validate({**file_values.pop("llm", {}), **llm}),
         time_limit_s=parse_duration(args.time_limit), base=file_values,
+        aide_venv=args.aide_venv or DEFAULT_AIDE_VENV,
     )
     print(table(summary))
     print(f"results: {args.out / 'results.jsonl'}; summary: {args.out / 'summary.md'}")
@@ -273,12 +281,16 @@ def cmd_llm_prepare(args: argparse.Namespace) -> int:
 def cmd_llm_serve(args: argparse.Namespace) -> int:
     import time
 
-    from gome_agent.llm.local import prepare_local_llm, start_server
+    from gome_agent.llm.local import DEFAULT_CTX_PER_SLOT, prepare_local_llm, start_server
 
+    ctx_per_slot = args.ctx_per_slot or DEFAULT_CTX_PER_SLOT
     binary, weights = prepare_local_llm(args.model)
-    with start_server(binary, weights, port=args.port, log_path=args.log) as server:
-        print(f"serving {server.model} at {server.base_url_openai} (Anthropic API at {server.base_url_anthropic})")
-        print(f"use: gome run --provider openai-compatible --base-url {server.base_url_openai} --model {server.model} ...")
+    with start_server(binary, weights, port=args.port, slots=args.traces, ctx_per_slot=ctx_per_slot,
+                      log_path=args.log) as server:
+        print(f"serving {server.model} at {server.base_url_openai} (Anthropic API at {server.base_url_anthropic}), "
+              f"{args.traces} request(s) at once with {ctx_per_slot} tokens of context each")
+        print(f"use: gome run --provider openai-compatible --base-url {server.base_url_openai} --model {server.model} "
+              f"--traces {args.traces} ...")
         try:
             while True:
                 time.sleep(3600)
@@ -399,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--traces", type=int, default=3, help="K, compared with one trace")
     sched.add_argument("--out", type=Path, help="keep the benchmark's run folders here")
     sched.set_defaults(func=cmd_bench_scheduler)
+    valid = bsub.add_parser("validation", help="leaking, self-inflated and noisy steps under the old and the new "
+                            "validation protocol (scripted changes, real solutions)")
+    valid.add_argument("--seeds", type=int, default=5, help="seeds per scenario (each a fresh data set and order)")
+    valid.add_argument("--out", type=Path, help="keep the benchmark's run folders and outcomes.jsonl here")
+    valid.set_defaults(func=cmd_bench_validation)
     prep = bsub.add_parser("prepare", help="build the offline competitions (MLE-bench layout, with leaderboards)")
     prep.add_argument("--out", type=Path, default=None, help="folder (default ~/.cache/gome-agent/bench)")
     prep.add_argument("--only", help="comma-separated competition ids")
@@ -411,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--data-dir", type=Path, default=None, help="prepared benchmark (default ~/.cache/gome-agent/bench)")
     grade.set_defaults(func=cmd_bench_grade)
     brun = bsub.add_parser("run", help="compare strategies on the offline benchmark with seeds")
-    brun.add_argument("--strategies", default="gome,tree", help="comma-separated: gome, tree")
+    brun.add_argument("--strategies", default="gome,tree",
+                      help="comma-separated: gome, tree, aide (AIDE, the aideml package, in its own virtual environment)")
     brun.add_argument("--competitions", required=True, help="comma-separated competition ids")
     brun.add_argument("--seeds", type=int, default=2, help="runs per competition and strategy")
     brun.add_argument("--time-limit", default="10m", help="budget of each run")
@@ -422,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     brun.add_argument("--config", type=Path, help="settings shared by every run (.toml, .yaml, .json)")
     brun.add_argument("--data-dir", type=Path, required=True, help="prepared benchmark folder")
     brun.add_argument("--out", type=Path, required=True, help="results folder (runs already done are kept)")
+    brun.add_argument("--aide-venv", type=Path,
+                      help="virtual environment of the aide strategy: used as it is when it has aideml, else aideml is "
+                      "installed there (default ~/.cache/gome-agent/peers/aide-0.2.2)")
     brun.set_defaults(func=cmd_bench_run)
 
     dem = sub.add_parser("demo", help="no API key needed: a local model runs Gome on a small competition")
@@ -442,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which weights")
     lserve.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1")
     lserve.add_argument("--log", type=Path, default=Path("llama-server.log"), help="the server's log file")
+    lserve.add_argument("--traces", type=int, default=3,
+                        help="traces it serves at once: one llama-server slot each (--parallel; default 3)")
+    lserve.add_argument("--ctx-per-slot", type=int,
+                        help="tokens of context per slot (default 8192); llama-server's --ctx-size is this times --traces")
     lserve.set_defaults(func=cmd_llm_serve)
     return parser
 

@@ -89,6 +89,9 @@ class ValidationConfig(_Strict):
         5.0, ge=0.0, description="a self-reported score further from gome's than this many standard errors is untrusted")
     tolerance_relative: float = Field(
         0.05, ge=0.0, description="... and further than this share of gome's score")
+    refit: bool = Field(
+        True, description="at the end, run the chosen solution once more on every labelled row (the held-out "
+        "ones included) and submit that, keeping the score gome measured")
 
 
 class TreeConfig(_Strict):
@@ -97,6 +100,16 @@ class TreeConfig(_Strict):
     num_drafts: int = Field(5, ge=1, le=50, description="independent drafts before improving")
     debug_prob: float = Field(0.5, ge=0.0, le=1.0, description="chance of debugging a buggy leaf instead of improving")
     max_debug_depth: int = Field(3, ge=0, le=20, description="debug steps in a row on one branch")
+
+
+class SmokeConfig(_Strict):
+    """The smoke run: a step's code first runs on a small sample of the data (task/smoke.py), so that
+    an error costs seconds; its full run follows only when the smoke run's outputs are valid."""
+
+    enabled: bool = Field(True, description="run each solution on a sample of the data before its full run")
+    rows: int = Field(200, ge=10, le=100_000, description="rows kept of each CSV/TSV table (and of the test ids)")
+    time_limit_s: float = Field(
+        60.0, gt=0, description="time limit of a smoke run; one that reaches it without failing lets the full run go")
 
 
 class ExecutionConfig(_Strict):
@@ -115,6 +128,10 @@ class ExecutionConfig(_Strict):
         description="files and folders solutions must not read (private answers, a leaderboard): shown empty in the "
         "namespace sandbox; the 'none' sandbox cannot hide them",
     )
+    static_checks: bool = Field(
+        True, description="check each solution's code before it runs (syntax, undefined names, modules that are not "
+        "installed, unknown column names); problems go back to the model without a run")
+    smoke: SmokeConfig = Field(default_factory=SmokeConfig)
 
 
 class RunConfig(_Strict):

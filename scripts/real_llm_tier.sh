@@ -25,6 +25,8 @@ PY
 t1=$(date +%s)
 echo "real-LLM tier: prepared in $((t1 - t0)) s"
 
+export GOME_TIER_REPORT="${GOME_TIER_REPORT:-$(mktemp)}"
 timeout "$TEST_TIMEOUT_S" python -m pytest -m real_llm -q
+echo "real-LLM tier: $(cat "$GOME_TIER_REPORT" 2>/dev/null || echo 'no run summary written')"
 t2=$(date +%s)
 echo "real-LLM tier: tests took $((t2 - t1)) s; whole tier $((t2 - t0)) s"

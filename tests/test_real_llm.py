@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -19,6 +21,7 @@ from gome_agent.bench.prepare import load_competition, prepare
 from gome_agent.config import RunConfig
 from gome_agent.llm.config import LLMConfig
 from gome_agent.llm.local import prepare_local_llm, start_server
+from gome_agent.records.best import BestKeeper
 from gome_agent.records.events import EventLog, RunFinished
 from gome_agent.run.coordinator import run
 from gome_agent.views.progress import headline
@@ -54,6 +57,15 @@ def test_short_run_against_the_local_model_ends_graded(tmp_path, request):
     report = grade_csv(summary.submission, competition)
     assert report.valid_submission and report.score is not None
     (tmp_path / "grading_report.json").write_text(json.dumps(report.to_dict()))
+    # Whether the model wrote what is submitted (a step, the final choice or its refit) or gome's fallback;
+    # the tier script prints this line.
+    best = BestKeeper(config.workdir, higher_is_better=True).current()
+    steps = events.steps()
+    written = "fallback" if best is None or best.source == "fallback" else "model-written"
+    line = (f"final submission: {written} (source {best.source if best else None}, score {report.score:.4f}, "
+            f"{len(steps)} steps, {sum(s.accepted for s in steps)} accepted)")
+    if os.environ.get("GOME_TIER_REPORT"):
+        Path(os.environ["GOME_TIER_REPORT"]).write_text(line + "\n", encoding="utf-8")
 
     # Seeing the run: progress, status, the HTML report, and the released-traces layout both ways.
     view = RunView.load(config.workdir)

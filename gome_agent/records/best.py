@@ -20,7 +20,7 @@ from gome_agent import jsonl
 from gome_agent.config import RunConfig
 from gome_agent.records.events import now_iso
 
-Source = Literal["step", "fallback", "final_selection"]
+Source = Literal["step", "fallback", "final_selection", "refit"]
 
 
 class BestInfo(BaseModel):
@@ -81,8 +81,10 @@ class BestKeeper:
             return True
         return score > info.score if self.higher_is_better else score < info.score
 
-    def offer(self, *, score: float, trace: int, step: int, attempt_dir: Path, force: bool = False) -> bool:
-        """Publish this solution if it beats the run's best (or `force`); True when published."""
+    def offer(self, *, score: float, trace: int, step: int, attempt_dir: Path, force: bool = False,
+              source: Source = "step") -> bool:
+        """Publish this solution if it beats the run's best (or `force`: the final selection's choice,
+        its refit); True when published."""
         with self._lock:
             if not force and not self._better(score, self.current()):
                 return False
@@ -91,7 +93,7 @@ class BestKeeper:
                 step=step,
                 score=score,
                 higher_is_better=self.higher_is_better,
-                source="final_selection" if force else "step",
+                source=source,
                 code_dir=str(attempt_dir.relative_to(self.workdir)) if attempt_dir.is_relative_to(self.workdir) else str(attempt_dir),
                 ts=now_iso(),
             ))

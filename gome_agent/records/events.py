@@ -85,6 +85,14 @@ class StepRecord(_Event):
     gpu: bool = False
     gpu_peak_mb: int | None = None
     oom_retries: int = 0
+    # Before the runs: what the static checks found (execution/static_check.py) and the fix rounds spent
+    # on it without a run; the smoke runs on a sample of the data (task/smoke.py): the last one's outcome
+    # (None: none was made), how many, and their time (part of run_s).
+    static_problems: list[str] = Field(default_factory=list)
+    static_fixes: int = 0
+    smoke: Literal["passed", "failed", "timeout"] | None = None
+    smoke_runs: int = 0
+    smoke_s: float = 0.0
     started_at: str
     duration_s: float = 0.0
     llm_s: float = 0.0
@@ -140,6 +148,23 @@ class FinalSelection(_Event):
     reason: str
 
 
+RefitOutcome = Literal["submitted", "failed", "invalid", "no_time"]
+
+
+class Refit(_Event):
+    """The submitted solution run once more on every labelled row (run/refit.py).
+
+    `submitted`: its submission is the one in place; otherwise (`failed`, `invalid`, `no_time`) the
+    measured solution's own submission stays, and `message` says why."""
+
+    type: Literal["refit"] = "refit"
+    trace: int
+    step: int
+    outcome: RefitOutcome
+    seconds: float
+    message: str
+
+
 class TraceExited(_Event):
     """A trace process ended: normally, or by a crash that the coordinator may restart."""
 
@@ -184,7 +209,7 @@ class Note(_Event):
 
 
 Event = Annotated[
-    RunStarted | TaskAnalyzed | StepRecord | DraftApproach | BestUpdated | FinalSelection | TraceExited
+    RunStarted | TaskAnalyzed | StepRecord | DraftApproach | BestUpdated | FinalSelection | Refit | TraceExited
     | FallbackWritten | RunFinished | Note,
     Field(discriminator="type"),
 ]

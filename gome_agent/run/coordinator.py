@@ -49,11 +49,13 @@ from gome_agent.records.events import (
     EventLog,
     FallbackWritten,
     Note,
+    Refit,
     RunFinished,
     RunStarted,
     TaskAnalyzed,
     TraceExited,
 )
+from gome_agent.run.refit import refit, refit_time_s
 from gome_agent.run.selection import FinalSelector, pick_candidates, sized_reserve
 from gome_agent.run.worker import FATAL_EXIT, build_trace, load_config, load_task, make_executor, make_scheduler
 from gome_agent.strategies.prompts import Prompts, check_prompts
@@ -204,6 +206,27 @@ class Run:
         self.workdir.mkdir(parents=True, exist_ok=True)
         jsonl.write_json(self.workdir / "config.json", self.cfg.to_record())
 
+    def _fit_traces(self, llm: LLMClient) -> Note | None:
+        """Fit the number of traces to the requests the LLM server serves at once (its reported slots,
+        or `llm.max_concurrent`): more traces than that only queue behind each other for it. Without
+        a `traces` setting, traces = min(traces, that number); an explicit setting is kept, and the
+        note says its traces will queue. The decision goes into config.json; the note says why."""
+        if llm.gate is None:
+            return None
+        state = llm.gate.state()
+        if state.limit is None or state.limit >= self.cfg.traces:
+            return None
+        where = f"the LLM server at {state.base_url} serves {state.limit} request(s) at a time ({state.detail})"
+        if "traces" in self.cfg.model_fields_set:
+            return Note(level="warning", message=f"{where}; the {self.cfg.traces} traces set explicitly will queue "
+                                                 "for it, and their waiting counts as LLM time")
+        message = (f"{where}: running {state.limit} trace(s) instead of {self.cfg.traces}, since more would only "
+                   "queue for it (set traces explicitly to run more)")
+        self.cfg = self.cfg.model_copy(update={"traces": state.limit})
+        jsonl.write_json(self.workdir / "config.json", self.cfg.to_record())
+        log.info("%s", message)
+        return Note(level="info", message=message)
+
     def _read_task(self, llm: LLMClient, prompts: Prompts) -> Task:
         if self.resume:
             return load_task(self.workdir)
@@ -243,6 +266,7 @@ class Run:
     def execute(self) -> RunSummary:
         prompts, llm = self._preflight()
         self._prepare_folder()
+        fitted = None if self.resume else self._fit_traces(llm)
         previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
         reason = "budget spent"
         fatal = False
@@ -256,6 +280,8 @@ class Run:
                 version=__version__, competition_id=self._competition_id(), time_limit_s=self.cfg.time_limit_s,
                 traces=self.cfg.traces, resumed=self.resume, spent_before_s=self.info.spent_before_s,
             ))
+            if fitted is not None:
+                self._record(fitted)
             self.task = self._read_task(llm, prompts)
             self.keeper = BestKeeper.for_run(self.cfg, higher_is_better=self.task.higher_is_better)
             self.sample = load_sample_submission(self.task.sample_path, self.task.id_column)
@@ -263,6 +289,7 @@ class Run:
                 self._write_environment()
             reason = self._optimize(llm)
             self._final_selection()
+            self._refit()
         except Interrupted as exc:
             reason = str(exc)
         except LLMFatalError as exc:
@@ -293,7 +320,7 @@ class Run:
             steps=steps, submission=submission if submission.exists() else None, fatal=fatal,
         )
 
-    def _record(self, event: Note | TraceExited | FallbackWritten | RunFinished) -> None:
+    def _record(self, event: Note | TraceExited | FallbackWritten | Refit | RunFinished) -> None:
         """Write a coordinator event; a full disk is logged, not fatal (the best submission is already in place)."""
         try:
             self.events.write(event)
@@ -368,10 +395,14 @@ class Run:
         if budget.reserve_s <= 0 or self.task is None:
             return budget.reserve_s
         candidates = pick_candidates(self.events.steps(), self.task, self.cfg.final_candidates)
+        ceiling = self.cfg.time_limit_s * self.cfg.final_reserve_max_fraction
         # The traces are stopped STOP_GRACE_S into the reserve, and take a moment to go.
-        return sized_reserve(candidates, self.cfg.final_seeds, self.cfg.traces, configured_s=budget.reserve_s,
-                             ceiling_s=self.cfg.time_limit_s * self.cfg.final_reserve_max_fraction,
-                             stop_s=STOP_GRACE_S + 15.0)
+        reserve = sized_reserve(candidates, self.cfg.final_seeds, self.cfg.traces, configured_s=budget.reserve_s,
+                                ceiling_s=ceiling, stop_s=STOP_GRACE_S + 15.0)
+        if self.cfg.validation.refit and self.task.scored_by_gome and candidates:
+            # The refit comes after the re-runs; the slowest candidate may be the one chosen.
+            reserve += refit_time_s(max(c.runtime_s or 0.0 for c in candidates))
+        return min(reserve, max(budget.reserve_s, ceiling))
 
     def _reap(self, llm: LLMClient, budget: Budget, *, restart_allowed: bool) -> int:
         """Record the traces that ended, restart the ones that crashed; returns how many stopped fatally."""
@@ -421,6 +452,21 @@ class Run:
                                   tolerance_se=self.cfg.validation.tolerance_se,
                                   tolerance_relative=self.cfg.validation.tolerance_relative),
         ).run()
+
+    def _refit(self) -> None:
+        """Train the chosen solution on every labelled row and submit that (run/refit.py)."""
+        assert self.info is not None and self.task is not None and self.sample is not None and self.keeper is not None
+        best = self.keeper.current()
+        if not self.cfg.validation.refit or best is None:
+            return
+        runtime = next((s.runtime_s for s in self.events.steps(best.trace) if s.step == best.step), None)
+        cpus = json.loads((self.workdir / "environment.json").read_text(encoding="utf-8"))["cpus"]
+        event = refit(workdir=self.workdir, task=self.task, sample=self.sample,
+                      executor=make_executor(self.cfg, self.task, refit=True),
+                      scheduler=make_scheduler(self.cfg, int(cpus)), keeper=self.keeper,
+                      budget=self.info.budget(), seed=self.cfg.seed, runtime_s=runtime)
+        if event is not None:
+            self._record(event)
 
     def _ensure_submission(self) -> None:
         """With no valid submission at the end, put the best constant one that can be built in place."""

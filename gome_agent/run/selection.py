@@ -183,7 +183,7 @@ class FinalSelector:
             step = next(c for c in candidates if c.trace == winner.trace and c.step == winner.step)
             assert step.code_dir is not None
             self.keeper.offer(score=step.score or 0.0, trace=step.trace, step=step.step,
-                              attempt_dir=self.workdir / step.code_dir, force=True)
+                              attempt_dir=self.workdir / step.code_dir, force=True, source="final_selection")
             selection = FinalSelection(candidates=results, chosen_trace=winner.trace, chosen_step=winner.step,
                                        reason=self._reason(winner, results))
         self.events.write(selection)

@@ -34,7 +34,7 @@ from gome_agent.strategies.step import Services, TraceState
 from gome_agent.strategies.trace import Trace
 from gome_agent.task.analysis import Task
 from gome_agent.task.grading_server import GradingServer
-from gome_agent.task.holdout import INPUT_DIR, LABELS_FILE
+from gome_agent.task.holdout import INPUT_DIR, LABELS_FILE, refit_view
 from gome_agent.task.sample import load_sample_submission
 
 log = logging.getLogger(__name__)
@@ -61,15 +61,21 @@ def make_scheduler(config: RunConfig, cpus: int) -> ResourceScheduler:
     return ResourceScheduler(config.workdir / "scheduler", source=source, cpus=cpus, slots=config.traces)
 
 
-def make_executor(config: RunConfig, task: Task) -> Executor:
+def make_executor(config: RunConfig, task: Task, *, refit: bool = False) -> Executor:
     """The executor of the run's solutions: they see the data as gome's holdout leaves it, when
-    gome scores the run (task/holdout.py), with the held-out labels hidden."""
+    gome scores the run (task/holdout.py), with the held-out labels hidden; for the refit
+    (run/refit.py), every labelled row."""
     data_dir, hidden, readable = config.data_dir.resolve(), list(config.execution.hidden_paths), []
     if task.scored_by_gome:
         assert task.holdout is not None and task.holdout.table is not None
         validation = (config.workdir / "validation").resolve()
-        hidden += [validation / LABELS_FILE, data_dir / task.holdout.table]
-        data_dir, readable = validation / INPUT_DIR, [config.data_dir.resolve()]
+        hidden.append(validation / LABELS_FILE)
+        if refit:
+            data_dir = refit_view(task.holdout, data_dir, validation)
+        else:
+            hidden.append(data_dir / task.holdout.table)
+            data_dir = validation / INPUT_DIR
+        readable = [config.data_dir.resolve()]
     return Executor(
         data_dir=data_dir, cache_dir=(config.workdir / "cache").resolve(),
         python=config.execution.python or sys.executable, sandbox=config.execution.sandbox,

@@ -144,6 +144,8 @@ class Trace:
         record.gpu = needs_gpu(ev.code)[0]
         record.gpu_peak_mb = self.evaluator.gpu_peak_mb if record.gpu else None
         record.oom_retries = ev.oom_retries
+        record.static_problems, record.static_fixes = ev.static_problems, ev.static_fixes
+        record.smoke, record.smoke_runs, record.smoke_s = ev.smoke, ev.smoke_runs, round(ev.smoke_s, 3)
         task = self.services.task
         metric = task.metric_name
         if ev.check is not None:
@@ -156,7 +158,13 @@ class Trace:
             # A crash's missing outputs follow from its exception; a run that finished names what it broke.
             # The cause comes first: later prompts show a bounded part of the lesson.
             detail = "" if ev.cause else "; ".join(ev.problems[:2])
-            record.lesson = (f"Failed after {ev.runs} run(s): {ev.message}" + (f": {ev.cause}" if ev.cause else "")
+            runs = f"{ev.runs} full run(s) and {ev.smoke_runs} smoke run(s)" if ev.smoke_runs else f"{ev.runs} run(s)"
+            if ev.failed_in == "static":
+                # No run at all: the problems are the whole lesson.
+                record.lesson = (f"Failed the static check after {ev.static_fixes} fix round(s) and {runs}: "
+                                 + "; ".join(ev.problems[:3]) + (f"; {ev.fix_error}" if ev.fix_error else ""))
+                return
+            record.lesson = (f"Failed after {runs}: {ev.message}" + (f": {ev.cause}" if ev.cause else "")
                              + (f" ({detail})" if detail else "") + (f"; {ev.fix_error}" if ev.fix_error else ""))
             return
         assert ev.check is not None and ev.check.score is not None and ev.result is not None
@@ -171,7 +179,7 @@ class Trace:
         bar = threshold(record.fold_scores, best.fold_scores if best else None, factor=opt.noise_factor,
                         min_improvement=opt.min_improvement, noise_aware=opt.acceptance == "noise")
         record.noise, record.threshold = bar.noise, bar.threshold
-        within_noise = improved and gain is not None and abs(gain) <= bar.threshold
+        within_noise = improved and gain is not None and not bar.beaten_by(gain)
         if not improved or within_noise:
             record.status = "rejected"
             versus = f"{metric} {fmt_score(score)} vs best {fmt_score(record.best_before)} ({task.direction_word()})"

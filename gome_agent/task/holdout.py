@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import statistics
 from pathlib import Path
 
@@ -32,13 +33,15 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from gome_agent.task.folds import FOLDS, MAX_FOLD_ROWS, can_stratify, training_table
+from gome_agent.task.folds import FOLDS, FOLDS_FILE, MAX_FOLD_ROWS, can_stratify, training_table
 from gome_agent.task.sample import SampleSubmission, load_sample_submission
 from gome_agent.task.scan import CompetitionScan, text_table_separator
 from gome_agent.task.scoring import MetricSpec, ScoringError, compute_metric, plan_metric
 from gome_agent.task.submission import OutputCheck, check_submission
 
 INPUT_DIR = "input"  # the solutions' view of the competition folder, under validation/
+REFIT_INPUT_DIR = "refit_input"  # the refit's view: every row, and the held-out file the contract names
+REFIT_FOLDS_FILE = "folds-refit.csv"
 LABELS_FILE = "holdout_labels.csv"  # ids, labels and part of the held-out rows: gome's alone
 SAMPLE_FILE = "holdout_sample.csv"  # the held-out ids in the submission's format, to check predictions
 PREDICTIONS_FILE = "holdout_predictions.csv"
@@ -155,6 +158,38 @@ def _write_sample(sample: SampleSubmission, ids: pd.Series, path: Path) -> None:
     frame.to_csv(path, index=False)
 
 
+def holdout_env(plan: HoldoutPlan) -> dict[str, str]:
+    """What a solution is told of the held-out rows (the contract names both)."""
+    return {"GOME_HOLDOUT": f"{INPUT_DIR}/{plan.file}", "GOME_HOLDOUT_PREDICTIONS": PREDICTIONS_FILE}
+
+
+def refit_view(plan: HoldoutPlan, data_dir: Path, validation_dir: Path) -> Path:
+    """The refit's view of the competition (run/refit.py): the folder itself, training table and all,
+    plus the held-out features file, so a solution written to the contract runs unchanged."""
+    assert plan.available and plan.file is not None
+    view = validation_dir / REFIT_INPUT_DIR
+    if not view.is_dir():
+        _mirror(data_dir, view, data_dir / plan.file)  # a competition file of that name gives way, as in the view
+        # A copy, not a link: the sandbox shows solutions this view and the competition folder only.
+        shutil.copyfile(validation_dir / INPUT_DIR / plan.file, view / plan.file)
+    return view
+
+
+def refit_folds(validation_dir: Path, id_column: str) -> Path | None:
+    """Folds over every labelled row for the refit: the run's folds, and each held-out row in the
+    fold of its part (both stratified alike), so a solution that validates on ./folds.csv still can.
+    None for a run without folds."""
+    path = validation_dir / REFIT_FOLDS_FILE
+    if not (validation_dir / FOLDS_FILE).is_file():
+        return None
+    if not path.is_file():
+        folds = pd.read_csv(validation_dir / FOLDS_FILE, dtype=str, keep_default_na=False)
+        held = pd.read_csv(validation_dir / LABELS_FILE, dtype=str, keep_default_na=False, usecols=[id_column, "part"])
+        held = held.rename(columns={"part": "fold"})
+        pd.concat([folds, held], ignore_index=True).to_csv(path, index=False)
+    return path
+
+
 def holdout_scorer(plan: HoldoutPlan | None, validation_dir: Path, *, id_column: str, tolerance_se: float,
                    tolerance_relative: float) -> HoldoutScorer | None:
     """The scorer of a run whose plan holds rows out; None for a run with self-reported scores."""
@@ -186,8 +221,7 @@ class HoldoutScorer:
         self.part = self.labels.pop("part").astype(int).to_numpy()
 
     def env(self) -> dict[str, str]:
-        """What a solution is told of the held-out rows (the contract names both)."""
-        return {"GOME_HOLDOUT": f"{INPUT_DIR}/{self.plan.file}", "GOME_HOLDOUT_PREDICTIONS": PREDICTIONS_FILE}
+        return holdout_env(self.plan)
 
     def score(self, predictions: Path) -> tuple[float | None, list[float] | None, list[str]]:
         """gome's score of `predictions`, the score of each part (None when a part cannot be

@@ -396,8 +396,13 @@ def _usage_row(name: str, row: UsageRow) -> dict[str, Any]:
         "name": name, "calls": row.calls, "errors": row.errors, "input": f"{row.input_tokens:,}",
         "output": f"{row.output_tokens:,}", "cached": f"{row.cached_input_tokens:,}",
         "reasoning": f"{row.reasoning_tokens:,}", "cost": fmt_usd(row.cost_usd), "unpriced": row.unpriced,
-        "latency": format_duration(row.latency_s),
+        "latency": format_duration(row.latency_s) + _waiting(row.wait_s),
     }
+
+
+def _waiting(wait_s: float) -> str:
+    """The part of an LLM time spent waiting for a free slot of the server, when there was any."""
+    return f" (of which waiting for the server: {format_duration(wait_s)})" if wait_s >= 1.0 else ""
 
 
 def _trace_rows(view: RunView) -> list[dict[str, Any]]:
@@ -408,7 +413,8 @@ def _trace_rows(view: RunView) -> list[dict[str, Any]]:
             "index": t.index, "stage": t.stage or "waiting", "steps": len(t.steps), "last": t.last_status or "-",
             "best": fmt_score(t.best_score), "best_step": t.best_step if t.best_step is not None else "-",
             "accepted": t.accepted, "rejected": t.rejected, "failed": t.failed, "errors": t.errors,
-            "llm": format_duration(phases["llm"]), "run": format_duration(phases["run"]),
+            "llm": format_duration(phases["llm"]) + _waiting(view.usage.by_trace.get(t.index, UsageRow()).wait_s),
+            "run": format_duration(phases["run"]),
             "overhead": format_duration(phases["overhead"]), "idle": format_duration(phases["idle"]),
             "tokens": f"{t.input_tokens + t.output_tokens:,}", "cost": fmt_usd(t.cost_usd),
             "exit": t.exited.message if t.exited else "",
@@ -473,6 +479,8 @@ def _context(view: RunView) -> dict[str, Any]:
         "started": _started(view),
         "n_steps": len(steps),
         "n_accepted": sum(s.accepted for s in steps),
+        "first_valid": format_duration(view.first_valid_s) if view.first_valid_s is not None else "-",
+        "first_valid_note": "into the run" if view.first_valid_s is not None else "no step accepted yet",
         "best_score": fmt_score(chosen.score) if chosen else "-",
         "best_where": f"trace {chosen.trace}, step {chosen.step}" if chosen else "",
         "traces": _trace_rows(view),
@@ -482,6 +490,7 @@ def _context(view: RunView) -> dict[str, Any]:
                     "gain": "" if e.gain is None else f"{e.gain:+.4g}"} for e in view.memory],
         "final": view.final_selection,
         "final_rows": _final_rows(view),
+        "refit": view.refit,
         "best": best,
         "best_score_in_place": fmt_score(best.score) if best else "-",
         "submission": str(view.submission) if view.submission else "",

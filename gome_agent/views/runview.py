@@ -39,6 +39,7 @@ from gome_agent.records.events import (
     FallbackWritten,
     FinalSelection,
     Note,
+    Refit,
     RunFinished,
     RunStarted,
     StepRecord,
@@ -201,6 +202,7 @@ class UsageRow:
     cost_usd: float = 0.0
     unpriced: int = 0  # calls that used tokens of a model with no known price (their cost is not in cost_usd)
     latency_s: float = 0.0
+    wait_s: float = 0.0  # of the latency: waiting for a free slot of the server
 
     def add(self, call: dict[str, Any]) -> None:
         self.calls += 1
@@ -216,13 +218,16 @@ class UsageRow:
             self.cost_usd += float(cost)
         elif tokens["input_tokens"] or tokens["output_tokens"]:
             self.unpriced += 1
-        latency = call.get("latency_s")
-        if isinstance(latency, int | float) and not isinstance(latency, bool):
-            self.latency_s += float(latency)
+        self.latency_s += _float(call.get("latency_s"))
+        self.wait_s += _float(call.get("slot_wait_s"))
 
 
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 @dataclass
@@ -230,11 +235,18 @@ class LLMTotals:
     total: UsageRow = field(default_factory=UsageRow)
     by_role: dict[str, UsageRow] = field(default_factory=dict)
     by_model: dict[str, UsageRow] = field(default_factory=dict)
+    by_trace: dict[int, UsageRow] = field(default_factory=dict)  # the calls the traces made (not the task's)
 
     def add(self, call: dict[str, Any]) -> None:
         self.total.add(call)
         self.by_role.setdefault(str(call.get("role") or "?"), UsageRow()).add(call)
         self.by_model.setdefault(str(call.get("model") or "?"), UsageRow()).add(call)
+        # A trace's process names it in every record's context; traces sharing a client tag their calls.
+        trace = (call.get("context") or {}).get("trace")
+        if trace is None:
+            trace = (call.get("tags") or {}).get("trace")
+        if isinstance(trace, int) and not isinstance(trace, bool):
+            self.by_trace.setdefault(trace, UsageRow()).add(call)
 
 
 @dataclass
@@ -341,6 +353,7 @@ class RunView:
     best: BestInfo | None
     submission: Path | None
     final_selection: FinalSelection | None
+    refit: Refit | None  # the chosen solution trained again on every labelled row (run/refit.py)
     fallback: str | None
     usage: LLMTotals
     memory: list[MemoryEntry]
@@ -382,6 +395,13 @@ class RunView:
                 current = (start, before)
         start, before = current
         return max(0.0, before + epoch - start)
+
+    @property
+    def first_valid_s(self) -> float | None:
+        """Run-clock seconds to the first valid model-written solution: the end of the first accepted step."""
+        ends = [step_end(s) for t in self.traces for s in t.steps if s.accepted]
+        clocks = [self.clock(end) for end in ends if end is not None]
+        return min(clocks) if clocks else None
 
     def best_overall(self) -> StepRecord | None:
         """The step whose solution is in place (code/best.json), else the best accepted step by the metric."""
@@ -433,6 +453,9 @@ class RunView:
             f"{usage.output_tokens:,} output tokens, {fmt_usd(usage.cost_usd)}"
             + (f" (+{usage.unpriced} calls of unpriced models)" if usage.unpriced else "")
         )
+        if usage.wait_s >= 1.0:
+            lines.append(f"  LLM time {format_duration(usage.latency_s)}, of which waiting for the server "
+                         f"{format_duration(usage.wait_s)}")
         if self.usage.by_model:
             models = sorted(self.usage.by_model.items(), key=lambda kv: -kv[1].cost_usd)[:4]
             lines.append("  by model: " + ", ".join(f"{name} {fmt_usd(row.cost_usd)}" for name, row in models))
@@ -456,12 +479,18 @@ class RunView:
                          else "best: no valid solution yet")
         lines.append(f"submission: {self.submission.relative_to(self.workdir)} (in the run folder)" if self.submission
                      else "submission: none in place yet")
+        first = self.first_valid_s
+        lines.append(f"first valid solution: {format_duration(first)} into the run" if first is not None
+                     else "first valid solution: none yet")
         if self.final_selection is not None:
             chosen = self.final_selection
             pick = (f"trace {chosen.chosen_trace} step {chosen.chosen_step}" if chosen.chosen_trace is not None
                     else "kept the best validation score")
             lines.append(f"final selection: {pick}")
             lines.append(f"  {chosen.reason[:150]}")
+        if self.refit is not None:
+            lines.append(f"refit: {self.refit.outcome} (trace {self.refit.trace} step {self.refit.step}): "
+                         f"{self.refit.message[:150]}")
         return lines
 
 
@@ -541,6 +570,7 @@ class RunReader:
         submission = self.workdir / "submission" / "submission.csv"
         fallbacks = [e for e in records if isinstance(e, FallbackWritten)]
         selections = [e for e in records if isinstance(e, FinalSelection)]
+        refits = [e for e in records if isinstance(e, Refit)]
         exits = [e for e in records if isinstance(e, TraceExited)]
         return RunView(
             workdir=self.workdir,
@@ -553,6 +583,7 @@ class RunReader:
             best=best,
             submission=submission if submission.exists() else None,
             final_selection=selections[-1] if selections else None,
+            refit=refits[-1] if refits else None,
             fallback=fallbacks[-1].message if fallbacks else None,
             usage=self._usage,
             memory=list(self._memory),

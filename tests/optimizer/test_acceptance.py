@@ -26,3 +26,19 @@ def test_without_folds_or_with_the_plain_rule_only_min_improvement_counts():
     assert (plain.kind, plain.noise, plain.threshold) == ("none", None, 0.0)
     # min_improvement stays a floor under the noise.
     assert threshold([0.8, 0.8001], [0.8, 0.8], factor=1.0, min_improvement=0.01).threshold == 0.01
+
+
+def test_a_gain_must_beat_the_threshold_and_the_paired_folds_must_agree():
+    # Every fold scores exactly as the best's: no noise to beat, but no measurable change either.
+    same = threshold([0.87, 0.90, 0.76], [0.87, 0.90, 0.76], factor=1.0, min_improvement=0.0)
+    assert same.threshold == 0.0 and same.mean_difference == 0.0
+    assert not same.beaten_by(9e-6)
+    assert "mean per-fold difference +0" in same.describe(1.0)
+    better = threshold([0.83, 0.92, 0.78], [0.80, 0.90, 0.75], factor=1.0, min_improvement=0.0)
+    assert better.mean_difference == pytest.approx(0.026666, abs=1e-5)
+    assert better.beaten_by(0.03) and not better.beaten_by(better.threshold)
+    # For a lower-is-better metric the gain and the fold differences are both negative.
+    lower = threshold([0.30, 0.41, 0.50], [0.33, 0.43, 0.52], factor=1.0, min_improvement=0.0)
+    assert lower.beaten_by(-0.03) and not lower.beaten_by(0.03)
+    # Unpaired or no folds: the threshold alone decides.
+    assert threshold(None, None, factor=1.0, min_improvement=0.0).beaten_by(1e-9)

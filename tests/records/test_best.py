@@ -29,8 +29,10 @@ def test_only_improvements_replace_the_best(tmp_path):
     assert pd.read_csv(keeper.submission_path)["target"].tolist() == [0.4, 0.4]
     assert (keeper.code_dir / "main.py").read_text() == "VALUE = 0.4\n"
     # A forced offer (the final selection) wins even with a worse validation score.
-    assert keeper.offer(score=0.45, trace=0, step=1, attempt_dir=tmp_path / "a", force=True)
+    assert keeper.offer(score=0.45, trace=0, step=1, attempt_dir=tmp_path / "a", force=True, source="final_selection")
     assert keeper.current().source == "final_selection"
+    assert keeper.offer(score=0.45, trace=0, step=1, attempt_dir=tmp_path / "a", force=True, source="refit")
+    assert keeper.current().source == "refit"
 
 
 def test_fallback_never_replaces_a_real_solution(tmp_path):

@@ -25,14 +25,14 @@ def competition(tmp_path_factory):
     return build_breast_cancer(tmp_path_factory.mktemp("comp"))
 
 
-def make_config(tmp_path, data, fake, *, api="chat", max_steps=4, scoring="gome", **optimizer):
+def make_config(tmp_path, data, fake, *, api="chat", max_steps=4, scoring="gome", execution=None, **optimizer):
     provider = "anthropic" if api == "messages" else "openai-compatible"
     base = fake.base_url_anthropic if api == "messages" else fake.base_url_openai
     return RunConfig(
         data_dir=data, workdir=tmp_path / "run", time_limit_s=3600, traces=1, final_reserve_fraction=0.0,
         llm=LLMConfig(provider=provider, api=api, base_url=base, model="fake-model", backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=3),
         optimizer={"max_steps": max_steps, "max_debug": 2, **optimizer},
-        execution={"max_run_minutes": 2, "min_run_seconds": 1},
+        execution={"max_run_minutes": 2, "min_run_seconds": 1, **(execution or {})},
         validation={"scoring": scoring},
     )
 
@@ -117,10 +117,12 @@ def test_failing_code_is_debugged_with_the_error(tmp_path, competition, fake_llm
         .add("debug", edit('train["label"]', 'train["target"]', "use the right target column"))
     )
     fake_llm.set_responder(script)
-    config = make_config(tmp_path, competition, fake_llm, max_steps=1)
+    # Neither caught by the static checks nor by a smoke run: the full run fails and is debugged.
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1,
+                         execution={"static_checks": False, "smoke": {"enabled": False}})
     start(config, monkeypatch)
     [record] = steps_of(config)
-    assert record.status == "accepted" and record.runs == 2
+    assert record.status == "accepted" and record.runs == 2 and record.smoke_runs == 0
     debug_prompt = script.prompts("debug")[0]
     assert "KeyError" in debug_prompt and "exited with code" in debug_prompt
     assert record.code_dir.endswith("a1")

@@ -1,0 +1,106 @@
+"""`gome bench validation`: the scripted changes do what their kind says, and a short real schedule
+shows the old protocol accepting a leak that the new one rejects."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gome_agent.bench.validation import (
+    DRAFT_PLAN,
+    SCENARIOS,
+    Case,
+    RunOutcome,
+    ScheduledPolicy,
+    StepOutcome,
+    build_synthetic,
+    run_case,
+    schedules,
+    solution,
+    summarize,
+    table,
+)
+from gome_agent.llm.types import Message
+
+
+def _update_prompt(plan: dict[str, object]) -> list[Message]:
+    return [Message(role="user", content=f"## The change to make\n```python\n{solution(plan)}```")]
+
+
+def test_each_kind_changes_the_plan_as_documented():
+    policy = ScheduledPolicy(["honest", "leak", "train-rows", "noise"], seed=3)
+    honest = policy.change(DRAFT_PLAN, "honest")
+    assert honest["features"] == [0, 1, 2, 3] and honest["report"] == "folds" and honest["model"] == "logistic"
+    # The next honest change tries the next pair, also when the last one was rejected (made to the draft).
+    assert policy.change(DRAFT_PLAN, "honest")["features"] == [0, 1, 4, 5]
+    assert policy.change({**DRAFT_PLAN, "features": [0, 1, 2, 3]}, "honest")["features"] == [0, 1, 2, 3, 6, 7]
+    assert policy.change(DRAFT_PLAN, "leak") == {**DRAFT_PLAN, "model": "tree", "report": "train"}
+    assert policy.change(DRAFT_PLAN, "train-rows") == {**DRAFT_PLAN, "report": "train"}
+    noise = policy.change(DRAFT_PLAN, "noise")
+    assert noise["report"] == "split" and noise["features"] == [0, 1] and noise["c"] != DRAFT_PLAN["c"]
+
+
+def test_the_update_reply_edits_the_plan_line_of_the_best_and_tags_its_kind():
+    policy = ScheduledPolicy(["leak", "honest"], seed=0)
+    reply = policy(_update_prompt(DRAFT_PLAN), "scripted")
+    assert reply.startswith("Change: [leak] ")
+    assert f"<<<<<<< SEARCH\nPLAN = {json.dumps(DRAFT_PLAN)}\n=======\n" in reply
+    assert '"model": "tree"' in reply
+    assert policy(_update_prompt(DRAFT_PLAN), "scripted").startswith("Change: [honest] ")
+
+
+def test_schedules_shuffle_each_scenario_per_seed_and_keep_its_kinds():
+    cases = schedules([0, 1])
+    assert len(cases) == 2 * len(SCENARIOS)
+    for case in cases:
+        assert sorted(case.schedule) == sorted(SCENARIOS[case.scenario])
+    leak = [c.schedule for c in cases if c.scenario == "leak"]
+    assert leak[0] != leak[1]
+    assert schedules([0])[0].schedule == cases[0].schedule  # deterministic
+
+
+def _outcome(protocol, seed, final, statuses):
+    steps = [StepOutcome(step=i + 1, kind=kind, status=status, reported=None, measured=None, true=None,
+                         threshold=None) for i, (kind, status) in enumerate(statuses)]
+    return RunOutcome(scenario="leak", protocol=protocol, seed=seed, steps=steps, final_true=final)
+
+
+def test_the_goals_fail_when_the_new_protocol_accepts_a_leak_or_ends_worse():
+    old = _outcome("old", 0, 0.70, [("draft", "accepted"), ("leak", "accepted"), ("honest", "rejected")])
+    good = _outcome("new", 0, 0.80, [("draft", "accepted"), ("leak", "failed"), ("honest", "accepted")])
+    summary = summarize([old, good])
+    assert summary["goals"] == {"no_leak_or_inflated_step_accepted_under_new": True,
+                                "new_final_true_quality_at_least_old_in_every_case": True}
+    rows = {r["protocol"]: r for r in summary["rows"]}
+    assert rows["old"]["spurious_accepted"] == 1 and rows["new"]["honest_accepted"] == 1
+    assert "| leak | old | 0/1 | 1/1 | 0.7 | 0.7000 |" in table(summary)
+    leaked = _outcome("new", 0, 0.80, [("draft", "accepted"), ("leak", "accepted")])
+    assert not summarize([old, leaked])["goals"]["no_leak_or_inflated_step_accepted_under_new"]
+    worse = _outcome("new", 0, 0.69, [("draft", "accepted"), ("leak", "failed")])
+    assert not summarize([old, worse])["goals"]["new_final_true_quality_at_least_old_in_every_case"]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return build_synthetic(tmp_path_factory.mktemp("synthetic"), 0)
+
+
+def test_a_leak_fools_the_old_protocol_and_not_the_new_one(tmp_path, synthetic):
+    case = Case("leak", 0, ["leak", "honest"])
+    old = run_case(case, "old", synthetic, tmp_path / "old")
+    new = run_case(case, "new", synthetic, tmp_path / "new")
+    assert [(s.kind, s.status) for s in old.steps] == [("draft", "accepted"), ("leak", "accepted"),
+                                                       ("honest", "rejected")]
+    assert old.steps[1].reported == 1.0  # the tree scored on the rows it memorised
+    assert [(s.kind, s.status) for s in new.steps] == [("draft", "accepted"), ("leak", "failed"),
+                                                       ("honest", "accepted")]
+    # gome measured the draft itself, and the honest step beat the noise it recorded.
+    assert new.steps[0].measured != new.steps[0].reported
+    assert new.steps[2].threshold is not None and new.steps[2].measured - new.steps[0].measured > new.steps[2].threshold
+    # The truth: the leak's tree is worse than the draft, the honest step better; the finals follow.
+    assert old.steps[1].true < old.steps[0].true < new.steps[2].true
+    assert old.final_true == pytest.approx(old.steps[1].true) and old.refit is None
+    # The new protocol submits the honest step refitted on every labelled row, held-out ones included.
+    assert new.refit == "submitted" and new.final_true > old.final_true
+    assert new.final_true != new.steps[2].true and new.final_true == pytest.approx(new.steps[2].true, abs=0.02)
