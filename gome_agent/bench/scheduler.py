@@ -163,7 +163,9 @@ def _phase(workdir: Path, data: Path, *, traces: int, steps: int, run_s: float, 
         data_dir=data, workdir=workdir, time_limit_s=6 * 3600, traces=traces, final_reserve_fraction=0.0,
         llm=LLMConfig(provider="openai-compatible", base_url="http://127.0.0.1:9", model="scripted"),
         optimizer={"max_steps": steps, "max_debug": 0},
-        execution={"max_run_minutes": 10, "simulate_gpu_mb": SIMULATED_GPU_MB if simulate else None},
+        # The scripted solutions only sleep: a smoke run would sleep too and blur the busy fraction measured.
+        execution={"max_run_minutes": 10, "simulate_gpu_mb": SIMULATED_GPU_MB if simulate else None,
+                   "smoke": {"enabled": False}},
         validation={"scoring": "self-reported"},  # the scripted solutions' scores are the experiment
     )
     # Two LLM calls per improvement step (diagnosis, update): each waits half the per-step delay.

@@ -195,7 +195,7 @@ class LLMClient:
                 try:
                     reply = self._provider.send(
                         model=model, messages=messages, json_mode=json_mode, max_output_tokens=limit,
-                        timeout_s=timeout_s,
+                        timeout_s=timeout_s, temperature=self.config.temperature_for(role),
                     )
                 except TransientError as exc:
                     exc.interrupted = exc.broken_off and self.gate is not None and self.gate.note_cut(slot)

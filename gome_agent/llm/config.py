@@ -27,6 +27,12 @@ class Price(BaseModel):
     cached_input_per_mtok: float | None = Field(default=None, ge=0)
 
 
+# Debug and update replies should be the likeliest fix of the code shown, not a creative one; hosted
+# APIs get none by default because their reasoning models reject the parameter.
+LOW_TEMPERATURE_ROLES = frozenset({"debug", "update"})
+LOW_TEMPERATURE = 0.2
+
+
 class LLMConfig(BaseModel):
     """How to reach the LLM. API keys are never settings: they are read from `api_key_env`."""
 
@@ -58,6 +64,11 @@ class LLMConfig(BaseModel):
     max_reply_chars: int = Field(default=400_000, ge=1)
     log_prompts: bool = True
     role_models: dict[str, str] = Field(default_factory=dict)
+    role_temperatures: dict[str, float] = Field(
+        default_factory=dict,
+        description="temperature per role (draft, gradient, update, debug, direct, task), over `temperature`; "
+        "an openai-compatible server gets 0.2 for debug and update unless set (fixes want the likeliest code)")
+
     prices: dict[str, Price] = Field(default_factory=dict)
 
     @field_validator("max_concurrent")
@@ -76,6 +87,14 @@ class LLMConfig(BaseModel):
                 "(for example http://127.0.0.1:8080/v1 for llama.cpp, vLLM or Ollama)"
             )
         return self
+
+    def temperature_for(self, role: str) -> float | None:
+        """The temperature a call of `role` sends (None: none is sent; reasoning models reject one)."""
+        if role in self.role_temperatures:
+            return self.role_temperatures[role]
+        if self.temperature is None and self.provider == "openai-compatible" and role in LOW_TEMPERATURE_ROLES:
+            return LOW_TEMPERATURE
+        return self.temperature
 
     def resolved_api(self) -> str:
         """The API actually used; ConfigError for a provider/API pair that cannot work."""

@@ -180,3 +180,26 @@ def test_refusal_is_an_output_error_without_retry(
     with pytest.raises(LLMOutputError, match="I can't help with that request"):
         client.complete(CONVERSATION, role="code")
     assert len(fake_llm.requests) == 1
+
+
+@pytest.mark.parametrize(("provider", "api"), APIS)
+def test_role_temperatures_override_the_temperature_per_call(
+    fake_llm: FakeLLMServer, tmp_path: Path, provider: str, api: str
+) -> None:
+    client = make_client(fake_llm, tmp_path, provider, api, temperature=0.7, role_temperatures={"debug": 0.1})
+    for role in ("debug", "draft"):
+        fake_llm.queue("ok")
+        client.complete(CONVERSATION, role=role)
+    assert [r.body["temperature"] for r in fake_llm.requests] == [0.1, 0.7]
+
+
+def test_an_openai_compatible_server_gets_a_low_temperature_for_fixes_only(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    client = make_client(fake_llm, tmp_path, "openai-compatible", "chat", model="qwen2.5-coder")
+    for role in ("debug", "update", "draft", "gradient"):
+        fake_llm.queue("ok")
+        client.complete(CONVERSATION, role=role)
+    assert [r.body.get("temperature") for r in fake_llm.requests] == [0.2, 0.2, None, None]
+    # Hosted OpenAI gets none by default: its reasoning models reject the parameter.
+    assert make_client(fake_llm, tmp_path, "openai", "chat").config.temperature_for("debug") is None

@@ -37,7 +37,8 @@ class Provider(Protocol):
     name: str  # "openai-chat" | "openai-responses" | "anthropic-messages" | "scripted"
 
     def send(
-        self, *, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int, timeout_s: float
+        self, *, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int, timeout_s: float,
+        temperature: float | None = None,
     ) -> RawReply: ...
 
 

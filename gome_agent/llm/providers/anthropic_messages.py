@@ -82,20 +82,22 @@ class AnthropicMessagesProvider:
             _strict_response_validation=endpoint.strict,
         )
 
-    def _params(self, model: str, messages: list[Message], max_output_tokens: int) -> dict[str, Any]:
+    def _params(self, model: str, messages: list[Message], max_output_tokens: int,
+                temperature: float | None) -> dict[str, Any]:
         params: dict[str, Any] = {"model": model, "max_tokens": max_output_tokens, "messages": _turns(messages)}
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         if system:
             params["system"] = system
-        if self._config.temperature is not None:
+        if temperature is not None:
             # This SDK version has no temperature argument; the API still reads it for models that allow it.
-            params["extra_body"] = {"temperature": self._config.temperature}
+            params["extra_body"] = {"temperature": temperature}
         return params
 
     def send(
-        self, *, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int, timeout_s: float
+        self, *, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int, timeout_s: float,
+        temperature: float | None = None,
     ) -> RawReply:
-        params = self._params(model, messages, max_output_tokens)
+        params = self._params(model, messages, max_output_tokens, temperature)
         try:
             if self._config.stream:
                 return self._send_streamed(params, timeout_s)

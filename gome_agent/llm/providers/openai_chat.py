@@ -51,14 +51,15 @@ class OpenAIChatProvider:
         # OpenAI's reasoning models reject max_tokens; local servers only know max_tokens.
         self._tokens_param = "max_completion_tokens" if config.provider == "openai" else "max_tokens"
 
-    def _params(self, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int) -> dict[str, Any]:
+    def _params(self, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int,
+                temperature: float | None) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             self._tokens_param: max_output_tokens,
         }
-        if self._config.temperature is not None:
-            params["temperature"] = self._config.temperature
+        if temperature is not None:
+            params["temperature"] = temperature
         if self._config.reasoning_effort and self._config.provider == "openai":
             params["reasoning_effort"] = self._config.reasoning_effort
         if json_mode:
@@ -66,9 +67,10 @@ class OpenAIChatProvider:
         return params
 
     def send(
-        self, *, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int, timeout_s: float
+        self, *, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int, timeout_s: float,
+        temperature: float | None = None,
     ) -> RawReply:
-        params = self._params(model, messages, json_mode, max_output_tokens)
+        params = self._params(model, messages, json_mode, max_output_tokens, temperature)
         try:
             if self._config.stream:
                 return self._send_streamed(params, messages, timeout_s)

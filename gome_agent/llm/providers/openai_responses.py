@@ -67,7 +67,8 @@ class OpenAIResponsesProvider:
         self._endpoint = endpoint
         self._client = openai_client(endpoint)
 
-    def _params(self, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int) -> dict[str, Any]:
+    def _params(self, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int,
+                temperature: float | None) -> dict[str, Any]:
         instructions = "\n\n".join(m.content for m in messages if m.role == "system")
         params: dict[str, Any] = {
             "model": model,
@@ -78,8 +79,8 @@ class OpenAIResponsesProvider:
         }
         if instructions:
             params["instructions"] = instructions
-        if self._config.temperature is not None:
-            params["temperature"] = self._config.temperature
+        if temperature is not None:
+            params["temperature"] = temperature
         if self._config.reasoning_effort and self._config.provider == "openai":
             params["reasoning"] = {"effort": self._config.reasoning_effort}
         if json_mode:
@@ -87,9 +88,10 @@ class OpenAIResponsesProvider:
         return params
 
     def send(
-        self, *, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int, timeout_s: float
+        self, *, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int, timeout_s: float,
+        temperature: float | None = None,
     ) -> RawReply:
-        params = self._params(model, messages, json_mode, max_output_tokens)
+        params = self._params(model, messages, json_mode, max_output_tokens, temperature)
         try:
             if self._config.stream:
                 return self._send_streamed(params, messages, timeout_s)

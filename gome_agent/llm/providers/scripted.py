@@ -18,7 +18,8 @@ class ScriptedProvider:
         self._delay_s = delay_s
 
     def send(
-        self, *, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int, timeout_s: float
+        self, *, model: str, messages: list[Message], json_mode: bool, max_output_tokens: int, timeout_s: float,
+        temperature: float | None = None,
     ) -> RawReply:
         if self._delay_s > timeout_s:
             time.sleep(timeout_s)
