@@ -46,9 +46,14 @@ class CodeReply:
     full_code: str | None
 
 
+def summary_line(text: str) -> str:
+    """The reply's `Approach:` or `Change:` line ("" when it has none)."""
+    found = _SUMMARY.search(text)
+    return found.group("text").strip() if found else ""
+
+
 def parse_reply(text: str) -> CodeReply:
-    summary_match = _SUMMARY.search(text)
-    summary = summary_match.group("text").strip() if summary_match else ""
+    summary = summary_line(text)
     edits = [Edit(m.group("search"), m.group("replace")) for m in _BLOCK.finditer(text)]
     opened = len(_OPENING.findall(text))
     if opened > len(edits):

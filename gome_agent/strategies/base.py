@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from gome_agent.llm.types import Message
 from gome_agent.optimizer import budget as budget_mod
-from gome_agent.optimizer.edits import EditError, new_code
+from gome_agent.optimizer.edits import EditError, new_code, summary_line
 from gome_agent.records.events import DraftApproach, StepRecord
 from gome_agent.strategies.step import Meter, Services, StepFailed, TraceState
 from gome_agent.strategies.views import (
@@ -37,6 +37,11 @@ _SHORTER_EDITS = ("Reply again, shorter: the `Change:` line and only the SEARCH/
                   "each SEARCH as short as uniqueness allows, no whole file and no explanations.")
 _SHORTER_FILE = "Reply again with a more compact main.py: no comments, no unused code, no explanations."
 _SHOWN_CUT_CHARS = 4000  # of a cut reply, what goes back to the model with the re-ask
+# Small local models often answer a draft with its `Approach:` line alone and repeat that when simply
+# asked again; a re-ask that names what was missing and asks for the code alone gets code more often.
+_CODE_ONLY = ("That reply named the approach but held no code. Now write that solution: reply with the complete "
+              "main.py only, in one ```python block that starts with its imports and honours the solution "
+              "contract above. No other text.")
 
 
 def _shown(text: str, cut: bool) -> str:
@@ -107,6 +112,7 @@ class Strategy(ABC):
         """
         tags = {"trace": self.index, "step": self.state.next_step}
         re_asks, whole_file = self.opt.max_reply_edit_retries, False
+        announced = ""  # a summary line of an earlier reply, kept when the code comes in a later one
         for attempt in itertools.count():
             completion = self.services.llm.complete(messages, role=role, deadline=self.services.budget.deadline,
                                                     tags={**tags, "reask": attempt} if attempt else tags)
@@ -116,9 +122,14 @@ class Strategy(ABC):
                 if cut:
                     raise EditError("the reply was cut off at the output limit before it ended, so none of it "
                                     "was applied")
-                return new_code(completion.text, current)
+                code, summary = new_code(completion.text, current)
+                return code, summary or announced
             except EditError as exc:
-                if attempt < re_asks:
+                announced = announced or summary_line(completion.text)
+                no_code = current is None and not cut and "```" not in completion.text
+                if attempt < re_asks and no_code:
+                    ask = _CODE_ONLY
+                elif attempt < re_asks:
                     again = (_SHORTER_EDITS if current else _SHORTER_FILE) if cut else "Reply again, correctly."
                     ask = f"That reply could not be applied: {exc}. {again}"
                 elif current is not None and not whole_file and not cut:

@@ -133,3 +133,21 @@ def test_the_cause_comes_before_a_fix_that_could_not_be_used(tmp_path, competiti
                                   "ModuleNotFoundError: No module named 'gome_absent_module'")
     assert step.lesson.endswith("reply with the code in one of those two forms")
     assert "; the fix could not be applied: the model's code reply could not be used" in step.message
+
+
+def test_a_draft_that_only_names_its_approach_is_asked_for_the_code_alone(tmp_path, competition, fake_llm,
+                                                                          monkeypatch):
+    # The local 0.5B model's most common draft reply: the `Approach:` line and nothing else.
+    script = (Script().add("task_analysis", analysis_reply())
+              .add("draft", "Approach: logistic regression on the texture feature\n", f"```python\n{DRAFT}```\n"))
+    fake_llm.set_responder(script)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1, max_debug=0)
+    start(config, monkeypatch)
+    (step,) = steps_of(config)
+    assert step.status == "accepted"
+    drafts = script.prompts("draft")
+    assert len(drafts) == 2
+    assert "That reply named the approach but held no code" in drafts[1]
+    assert "That reply could not be applied" not in drafts[1]
+    # The approach announced in the first reply is the step's, though the code came in the second.
+    assert step.hypothesis == "logistic regression on the texture feature"
