@@ -41,6 +41,7 @@ from gome_agent import __version__, jsonl
 from gome_agent.config import RunConfig
 from gome_agent.errors import ConfigError, GomeError, LLMFatalError, PromptError
 from gome_agent.execution.environment import detect_environment
+from gome_agent.execution.scheduler import ResourceScheduler
 from gome_agent.llm.client import LLMClient, create_client
 from gome_agent.optimizer.budget import Budget
 from gome_agent.records import runinfo
@@ -443,15 +444,19 @@ class Run:
         budget = self.info.budget()
         if self.cfg.final_reserve_fraction <= 0 or budget.remaining_total() < self.cfg.execution.min_run_seconds:
             return
-        cpus = json.loads((self.workdir / "environment.json").read_text(encoding="utf-8"))["cpus"]
         FinalSelector(
             workdir=self.workdir, task=self.task, sample=self.sample, executor=make_executor(self.cfg, self.task),
-            scheduler=make_scheduler(self.cfg, int(cpus)), keeper=self.keeper, events=self.events,
+            scheduler=self._end_scheduler(), keeper=self.keeper, events=self.events,
             budget=budget, seeds=self.cfg.final_seeds, limit=self.cfg.final_candidates, slots=self.cfg.traces,
             scorer=holdout_scorer(self.task.holdout, self.workdir / "validation", id_column=self.task.id_column,
                                   tolerance_se=self.cfg.validation.tolerance_se,
                                   tolerance_relative=self.cfg.validation.tolerance_relative),
         ).run()
+
+    def _end_scheduler(self) -> ResourceScheduler:
+        """The scheduler of the runs at the end (final re-runs, refit), with the cores the solutions see."""
+        cpus = json.loads((self.workdir / "environment.json").read_text(encoding="utf-8"))["cpus"]
+        return make_scheduler(self.cfg, int(cpus))
 
     def _refit(self) -> None:
         """Train the chosen solution on every labelled row and submit that (run/refit.py)."""
@@ -460,10 +465,9 @@ class Run:
         if not self.cfg.validation.refit or best is None:
             return
         runtime = next((s.runtime_s for s in self.events.steps(best.trace) if s.step == best.step), None)
-        cpus = json.loads((self.workdir / "environment.json").read_text(encoding="utf-8"))["cpus"]
         event = refit(workdir=self.workdir, task=self.task, sample=self.sample,
                       executor=make_executor(self.cfg, self.task, refit=True),
-                      scheduler=make_scheduler(self.cfg, int(cpus)), keeper=self.keeper,
+                      scheduler=self._end_scheduler(), keeper=self.keeper,
                       budget=self.info.budget(), seed=self.cfg.seed, runtime_s=runtime)
         if event is not None:
             self._record(event)

@@ -31,6 +31,7 @@ from gome_agent.task.submission import check_submission
 log = logging.getLogger(__name__)
 
 REFIT_DIR = "final/refit"
+MIN_REFIT_S = 30.0  # below this a refit cannot even start its interpreter and read the data reliably
 
 
 def refit_time_s(runtime_s: float | None) -> float:
@@ -56,7 +57,7 @@ def refit(*, workdir: Path, task: Task, sample: SampleSubmission, executor: Exec
                      message=message)
 
     timeout = min(refit_time_s(runtime_s), budget.remaining_total() - 5.0)
-    if timeout < min(30.0, refit_time_s(runtime_s)):
+    if timeout < MIN_REFIT_S:
         return outcome("no_time", f"{budget.remaining_total():.0f} s left, the refit needs about "
                                   f"{refit_time_s(runtime_s):.0f} s; the measured submission stays")
     folder = workdir / REFIT_DIR
