@@ -4,13 +4,14 @@
 # hadolint ignore=DL3006
 FROM mlebench-env
 
-ARG SUBMISSION_DIR
+# MLE-bench's folders (agents/.shared_env) by default, so a build without the --build-arg flags still has them.
+ARG SUBMISSION_DIR=/home/submission
 ENV SUBMISSION_DIR=${SUBMISSION_DIR}
-ARG LOGS_DIR
+ARG LOGS_DIR=/home/logs
 ENV LOGS_DIR=${LOGS_DIR}
-ARG CODE_DIR
+ARG CODE_DIR=/home/code
 ENV CODE_DIR=${CODE_DIR}
-ARG AGENT_DIR
+ARG AGENT_DIR=/home/agent
 ENV AGENT_DIR=${AGENT_DIR}
 
 RUN mkdir -p ${LOGS_DIR} ${CODE_DIR} ${AGENT_DIR}

@@ -19,10 +19,23 @@ export GOME_DATA_DIR=${GOME_DATA_DIR:-$HOME_ROOT/data}
 export GOME_MLEBENCH_HOME=$HOME_ROOT
 GOME_PYTHON=${GOME_PYTHON:-/opt/gome/bin/python}
 RUN_DIR=$AGENT_DIR/run
+# A `python` or `pip` that a solution calls by name is the one of the env it runs in (the image puts
+# conda's base env, without the ML packages, first on PATH).
+if [ -n "${GOME_SOLUTION_PYTHON:-}" ]; then
+    solution_bin=$(dirname "$GOME_SOLUTION_PYTHON")
+    export PATH="$solution_bin:$PATH"
+fi
 
 mkdir -p "$SUBMISSION_DIR" "$LOGS_DIR" "$CODE_DIR" "$AGENT_DIR"
-# Everything this script and gome print goes to the harness's run.log and to /home/logs.
-exec > >(tee -a "$LOGS_DIR/start.log") 2>&1
+# Everything this script and gome print goes to /home/logs, and to the harness's run.log as ASCII:
+# run_agent.py decodes each streamed chunk as UTF-8 on its own, so a character split between two
+# chunks ("R²") would end its run before the extraction. Other bytes are written \xNN (perl is in
+# every Ubuntu image; tr, the fallback, turns them into "?").
+if command -v perl >/dev/null 2>&1; then
+    exec > >(tee -a "$LOGS_DIR/start.log" | perl -pe 'BEGIN { $| = 1 } s/([^\x00-\x7f])/sprintf("\\x%02x", ord($1))/ge') 2>&1
+else
+    exec > >(tee -a "$LOGS_DIR/start.log" | LC_ALL=C tr '\200-\377' '?') 2>&1
+fi
 
 say() { echo "[gome start.sh] $*"; }
 
@@ -88,6 +101,8 @@ if [ "${OBFUSCATE:-false}" = "true" ]; then
         say "OBFUSCATE=true but there is no obfuscated description for '${COMPETITION_ID:-unknown}' (looked in $GOME_DATA_DIR and $AGENT_DIR/obfuscated); refusing to show the plain one"
         exit 2
     fi
+    # gome shows it to solutions as ./input/description.md in place of the plain one.
+    export GOME_OBFUSCATED_DESCRIPTION=$description
 fi
 full=$AGENT_DIR/full_instructions.txt
 {

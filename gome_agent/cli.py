@@ -349,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     mle.add_argument("--api", choices=["chat", "responses", "messages"], help="wire API (default by provider)")
     mle.add_argument("--traces", type=int, help="traces run at once (default 3)")
     mle.add_argument("--strategy", choices=list(STRATEGIES), help="gome (default), or the tree-search baseline")
+    mle.add_argument("--max-run-minutes", type=float, help="longest single solution run (default: min(60, budget/4))")
     # MLE-bench renders every kwarg as `--key value`, so switches take an optional value.
     mle.add_argument("--no-momentum", nargs="?", const="true", help="ablation: no success memory")
     mle.add_argument("--direct", nargs="?", const="true", help="ablation: no structured diagnosis")

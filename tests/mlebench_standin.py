@@ -1,9 +1,17 @@
-"""A local stand-in of MLE-bench's grading server: the same endpoints and answers.
+"""A local stand-in of MLE-bench's grading server, only for what the real one cannot do in a test.
+
+The tests of the validation path run MLE-bench's own `environment/grading_server.py`
+(tests/mlebench/real.py, used by tests/task/test_grading_server.py). This stand-in
+remains for two things the real server cannot provide:
+- a server too slow to answer (`mode="slow"`);
+- validation for a competition that MLE-bench's registry does not hold: the
+  container simulation (tests/mlebench/test_container.py) runs gome's offline
+  breast-cancer competition, on which the real server can only fail, so it uses
+  the stand-in in every mode (`ok`, `error500`, `slow`).
 
 GET /health -> {"status": "running"}; POST /validate with multipart field `file`
 -> {"result": "Submission is valid."} or {"result": "Submission invalid! ..."},
-judged against the private answers as MLE-bench's grader would (ids, columns,
-rows); a `mode` makes it fail like a broken server (500, slow, down).
+judged against the private answers by ids, columns and rows.
 """
 
 from __future__ import annotations

@@ -1,11 +1,16 @@
-"""Grading the offline benchmark the way MLE-bench grades its competitions.
+"""Grading the offline benchmark with MLE-bench's own grading code.
 
-`grade_csv` checks a submission against the private answers (`InvalidSubmission`
-says what is wrong), computes the competition's metric, rounds it to 5 decimals
-and places it on the competition's leaderboard with MLE-bench's medal rule
-(`medal_thresholds`, contract §8.6). `grade_jsonl` grades a whole
-`submission.jsonl` and writes MLE-bench's aggregate report. The report fields
-are exactly MLE-bench's, so tools built for its reports read ours.
+Each offline competition has a grader here (`score_frames`: it checks a
+submission against the private answers, `InvalidSubmission` saying what is
+wrong, and computes the competition's metric), in the form of an MLE-bench
+grade function (`grade`). With the `mlebench` package installed, MLE-bench's
+`Grader` calls it, rounds the score, places it on the competition's leaderboard
+with MLE-bench's medal rule and says which way the leaderboard ranks, and
+MLE-bench's `CompetitionReport` makes the report (`MlebenchGrading`). gome does
+not need MLE-bench to run, so without it `GomeGrading` applies gome's copy of
+that rule (contract §8.6; the tests check it against MLE-bench's), and the
+grading says so. `grade_jsonl` grades a whole `submission.jsonl` and writes
+MLE-bench's aggregate report.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -74,15 +80,17 @@ class CompetitionReport(BaseModel):
     is_lower_better: bool
     created_at: str
     submission_path: str
-    # Why the submission scored nothing; kept out of the JSON so the report stays MLE-bench's.
+    # Why the submission scored nothing, and which code decided the medals; kept out of the JSON so the
+    # report stays MLE-bench's.
     invalid_reason: str | None = Field(default=None, exclude=True)
+    graded_by: str = Field(default="", exclude=True)
 
     def to_dict(self) -> dict[str, object]:
         return self.model_dump()
 
 
 # ---------------------------------------------------------------------------------------------
-# The medal rule.
+# Leaderboards, and gome's copy of MLE-bench's medal rule (used only without the mlebench package).
 
 
 @dataclass(frozen=True)
@@ -131,15 +139,37 @@ def read_leaderboard(path: Path) -> pd.DataFrame:
     return frame
 
 
-def medal_thresholds(scores: pd.Series, source: Path | str) -> Thresholds:
-    """MLE-bench's medal rule (contract §8.6) on a leaderboard's scores in rank order.
+def check_leaderboard(scores: pd.Series, source: Path | str) -> bool:
+    """Whether lower scores rank first, after checking that there are rows and that they are in rank order.
 
-    N counts every row, positions are 1-indexed and truncated with int(); the
-    direction is "lower is better" exactly when the first score is below the last.
+    The direction is MLE-bench's: "lower is better" exactly when the first score is below the last.
     """
-    n = len(scores)
-    if n == 0:
+    if len(scores) == 0:
         raise LeaderboardError(f"leaderboard {source} has no rows: the medal rule needs at least one team")
+    values = scores.astype(float).reset_index(drop=True)
+    lower = bool(values.iloc[0] < values.iloc[-1])
+    # Thresholds read by position are only meaningful when the rows are in rank order.
+    known = values.dropna().to_numpy()
+    steps = np.diff(known)
+    wrong = np.flatnonzero(steps < 0) if lower else np.flatnonzero(steps > 0)
+    if wrong.size:
+        i = int(wrong[0])
+        order = "ascending (lower is better)" if lower else "descending (higher is better)"
+        raise LeaderboardError(
+            f"leaderboard {source} is not sorted best first: its first and last scores make it {order}, "
+            f"but score {float(known[i])!r} is followed by {float(known[i + 1])!r}"
+        )
+    return lower
+
+
+def medal_thresholds(scores: pd.Series, source: Path | str) -> Thresholds:
+    """gome's copy of MLE-bench's medal rule (contract §8.6) on a leaderboard's scores in rank order.
+
+    Only for grading without the mlebench package (`GomeGrading`). N counts every row, positions are
+    1-indexed and truncated with int().
+    """
+    lower = check_leaderboard(scores, source)
+    n = len(scores)
     values = scores.astype(float).reset_index(drop=True)
 
     def at(position: int) -> float:
@@ -155,28 +185,13 @@ def medal_thresholds(scores: pd.Series, source: Path | str) -> Thresholds:
         gold, silver, bronze = at(10 + int(n * 0.002)), at(50), at(100)
     else:
         gold, silver, bronze = at(10 + int(n * 0.002)), at(max(1, int(n * 0.05))), at(max(1, int(n * 0.1)))
-    lower = bool(values.iloc[0] < values.iloc[-1])
-    _check_sorted(values, lower, source)
     return Thresholds(gold=gold, silver=silver, bronze=bronze, median=float(values.median()),
                       is_lower_better=lower, n_teams=n)
 
 
-def _check_sorted(values: pd.Series, lower: bool, source: Path | str) -> None:
-    """Thresholds read by position are only meaningful when the rows are in rank order."""
-    known = values.dropna().to_numpy()
-    steps = np.diff(known)
-    wrong = np.flatnonzero(steps < 0) if lower else np.flatnonzero(steps > 0)
-    if wrong.size:
-        i = int(wrong[0])
-        order = "ascending (lower is better)" if lower else "descending (higher is better)"
-        raise LeaderboardError(
-            f"leaderboard {source} is not sorted best first: its first and last scores make it {order}, "
-            f"but score {float(known[i])!r} is followed by {float(known[i + 1])!r}"
-        )
-
-
 def award(score: float | None, thresholds: Thresholds) -> Medals:
-    """Medals for a score; a tie with a threshold earns it, beating the median must be strict."""
+    """gome's copy of MLE-bench's medals for a score: a tie with a threshold earns it, beating the median must be
+    strict."""
     if score is None:
         return Medals(gold=False, silver=False, bronze=False, above_median=False)
     if thresholds.is_lower_better:
@@ -391,25 +406,164 @@ def score_csv(submission_path: Path | io.StringIO, competition: Competition,
 
 
 # ---------------------------------------------------------------------------------------------
-# Reports.
+# Reports: MLE-bench's grading code, or gome's copy of its rule.
 
 
-def competition_thresholds(competition: Competition) -> Thresholds:
-    """The medal thresholds of a prepared competition, its leaderboard checked against its metric."""
+# MLE-bench's Grader imports a competition's grade function by this name.
+GRADE_FN = f"{__name__}:grade"
+MLEBENCH_INSTALL = "pip install -e '.[mlebench]' && bash scripts/install_mlebench.sh PATH/TO/mle-bench"
+
+
+@dataclass
+class GradeAnswers:
+    """What `grade` gets as MLE-bench's `answers` argument: the answers (cells as text) and the competition's
+    spec. `problem` receives why a submission cannot be scored, which MLE-bench's Grader only logs."""
+
+    frame: pd.DataFrame
+    spec: CompetitionSpec
+    problem: str | None = None
+
+
+def grade(submission: pd.DataFrame, answers: GradeAnswers) -> float:
+    """An offline competition's grade function in MLE-bench's form, for MLE-bench's `Grader` (GRADE_FN)."""
+    try:
+        return score_frames(submission, answers.frame, answers.spec)
+    except InvalidSubmission as exc:
+        answers.problem = exc.reason
+        # Only MLE-bench's Grader calls this function, so its package is there.
+        from mlebench.grade_helpers import InvalidSubmissionError
+
+        raise InvalidSubmissionError(exc.reason) from exc
+
+
+class GradingCode(Protocol):
+    """Who rounds the score, decides the medals and makes the report."""
+
+    @property
+    def label(self) -> str:
+        """Which code this is, and for gome's copy, why MLE-bench's is not used and how to get it."""
+        ...
+
+    def score(self, submission: pd.DataFrame, answers: pd.DataFrame, spec: CompetitionSpec) -> tuple[float | None,
+                                                                                                     str | None]:
+        """The rounded score, or None and why the submission cannot be scored."""
+        ...
+
+    def report(self, competition: Competition, score: float | None, leaderboard: pd.DataFrame,
+               submission_exists: bool, submission_path: Path) -> dict[str, Any]:
+        """MLE-bench's report fields for a score on the competition's leaderboard."""
+        ...
+
+
+@dataclass(frozen=True)
+class MlebenchGrading:
+    """MLE-bench's own code: its `Grader` scores (with `grade`), ranks and tells the direction; its
+    `CompetitionReport` makes the report."""
+
+    label: str
+
+    def _grader(self, spec: CompetitionSpec) -> Any:
+        from mlebench.grade_helpers import Grader
+
+        return Grader(name=spec.metric, grade_fn=GRADE_FN)
+
+    def score(self, submission: pd.DataFrame, answers: pd.DataFrame, spec: CompetitionSpec) -> tuple[float | None,
+                                                                                                     str | None]:
+        given = GradeAnswers(answers, spec)
+        score = self._grader(spec)(submission, given)
+        if score is None and given.problem is None:
+            # The Grader turns any error of a grade function into "no score" and logs it.
+            return None, "the grader failed on it (MLE-bench's log above names the error)"
+        return score, given.problem
+
+    def report(self, competition: Competition, score: float | None, leaderboard: pd.DataFrame,
+               submission_exists: bool, submission_path: Path) -> dict[str, Any]:
+        from mlebench.grade_helpers import CompetitionReport as MlebenchReport
+
+        grader = self._grader(competition.spec)
+        rank = grader.rank_score(score, leaderboard)
+        report = MlebenchReport(
+            competition_id=competition.id,
+            score=score,
+            gold_threshold=rank["gold_threshold"],
+            silver_threshold=rank["silver_threshold"],
+            bronze_threshold=rank["bronze_threshold"],
+            median_threshold=rank["median_threshold"],
+            any_medal=rank["gold_medal"] or rank["silver_medal"] or rank["bronze_medal"],
+            gold_medal=rank["gold_medal"],
+            silver_medal=rank["silver_medal"],
+            bronze_medal=rank["bronze_medal"],
+            above_median=rank["above_median"],
+            submission_exists=submission_exists,
+            valid_submission=score is not None,
+            is_lower_better=grader.is_lower_better(leaderboard),
+            created_at=datetime.now(),
+            submission_path=str(submission_path),
+        )
+        result: dict[str, Any] = report.to_dict()
+        return result
+
+
+@dataclass(frozen=True)
+class GomeGrading:
+    """gome's copy of MLE-bench's rounding, medal rule and report, for a machine without the mlebench package."""
+
+    label: str
+
+    def score(self, submission: pd.DataFrame, answers: pd.DataFrame, spec: CompetitionSpec) -> tuple[float | None,
+                                                                                                     str | None]:
+        try:
+            return round(score_frames(submission, answers, spec), SCORE_DECIMALS), None
+        except InvalidSubmission as exc:
+            return None, exc.reason
+
+    def report(self, competition: Competition, score: float | None, leaderboard: pd.DataFrame,
+               submission_exists: bool, submission_path: Path) -> dict[str, Any]:
+        thresholds = medal_thresholds(leaderboard["score"], competition.leaderboard_path)
+        medals = award(score, thresholds)
+        return {
+            "competition_id": competition.id, "score": score,
+            "gold_threshold": thresholds.gold, "silver_threshold": thresholds.silver,
+            "bronze_threshold": thresholds.bronze, "median_threshold": thresholds.median,
+            "any_medal": medals.any, "gold_medal": medals.gold, "silver_medal": medals.silver,
+            "bronze_medal": medals.bronze, "above_median": medals.above_median,
+            "submission_exists": submission_exists, "valid_submission": score is not None,
+            "is_lower_better": thresholds.is_lower_better, "created_at": datetime.now().isoformat(),
+            "submission_path": str(submission_path),
+        }
+
+
+def grading_code() -> GradingCode:
+    """MLE-bench's own grading code when the mlebench package imports, else gome's copy of its rule."""
+    try:
+        import mlebench.grade_helpers
+    except ImportError as exc:
+        return GomeGrading(
+            label=f"gome's copy of MLE-bench's medal rule, since the mlebench package cannot be imported ({exc}); "
+                  f"to grade with MLE-bench's own code: {MLEBENCH_INSTALL}"
+        )
+    return MlebenchGrading(label=f"MLE-bench's own grading code (mlebench in "
+                                 f"{Path(mlebench.grade_helpers.__file__).parent})")
+
+
+def competition_leaderboard(competition: Competition) -> pd.DataFrame:
+    """The leaderboard of a prepared competition, checked for rank order and against its metric's direction."""
     path = competition.leaderboard_path
-    thresholds = medal_thresholds(read_leaderboard(path)["score"], path)
-    if thresholds.is_lower_better != competition.spec.is_lower_better:
-        ranked = "lower" if thresholds.is_lower_better else "higher"
+    leaderboard = read_leaderboard(path)
+    lower = check_leaderboard(leaderboard["score"], path)
+    if lower != competition.spec.is_lower_better:
+        ranked = "lower" if lower else "higher"
         raise LeaderboardError(
             f"leaderboard {path} ranks {ranked} scores first, but the metric {competition.spec.metric!r} of "
             f"{competition.id!r} is {'lower' if competition.spec.is_lower_better else 'higher'}-is-better"
         )
-    return thresholds
+    return leaderboard
 
 
 def grade_csv(submission_path: Path, competition: Competition) -> CompetitionReport:
     """Grade one submission file the way `mlebench grade-sample` does."""
-    thresholds = competition_thresholds(competition)
+    code = grading_code()
+    leaderboard = competition_leaderboard(competition)
     exists = submission_path.is_file() and submission_path.suffix.lower() == ".csv"
     score: float | None = None
     reason: str | None = None
@@ -417,31 +571,15 @@ def grade_csv(submission_path: Path, competition: Competition) -> CompetitionRep
         reason = f"no submission: {submission_path} is not an existing .csv file"
     else:
         try:
-            score = round(score_csv(submission_path, competition), SCORE_DECIMALS)
+            submission = read_submission(submission_path)
         except InvalidSubmission as exc:
             reason = exc.reason
+        else:
+            score, reason = code.score(submission, read_answers(competition), competition.spec)
     if reason is not None:
         log.warning("%s: invalid submission %s: %s", competition.id, submission_path, reason)
-    medals = award(score, thresholds)
-    return CompetitionReport(
-        competition_id=competition.id,
-        score=score,
-        gold_threshold=thresholds.gold,
-        silver_threshold=thresholds.silver,
-        bronze_threshold=thresholds.bronze,
-        median_threshold=thresholds.median,
-        any_medal=medals.any,
-        gold_medal=medals.gold,
-        silver_medal=medals.silver,
-        bronze_medal=medals.bronze,
-        above_median=medals.above_median,
-        submission_exists=exists,
-        valid_submission=score is not None,
-        is_lower_better=thresholds.is_lower_better,
-        created_at=datetime.now().isoformat(),
-        submission_path=str(submission_path),
-        invalid_reason=reason,
-    )
+    fields = code.report(competition, score, leaderboard, exists, submission_path)
+    return CompetitionReport.model_validate({**fields, "invalid_reason": reason, "graded_by": code.label})
 
 
 class SubmissionEntry(BaseModel):
@@ -477,7 +615,11 @@ def read_submission_entries(path: Path) -> list[SubmissionEntry]:
 
 
 def aggregate_reports(reports: list[CompetitionReport]) -> dict[str, object]:
-    """MLE-bench's grading report: totals, then every competition's report in input order."""
+    """MLE-bench's grading report: totals, then every competition's report in input order.
+
+    The same sums as MLE-bench's `aggregate_reports` (the tests compare them), made here because its module
+    `mlebench.grade` makes a cache folder in the working directory when imported.
+    """
     return {
         "total_runs": len(reports),
         "total_runs_with_submissions": sum(r.submission_exists for r in reports),
@@ -494,6 +636,9 @@ def aggregate_reports(reports: list[CompetitionReport]) -> dict[str, object]:
 def grade_jsonl(submissions_jsonl: Path, output_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> Path:
     """Grade every entry of `submissions_jsonl`; write and return `<output_dir>/<timestamp>_grading_report.json`."""
     entries = read_submission_entries(submissions_jsonl)
+    code = grading_code()
+    log.log(logging.INFO if isinstance(code, MlebenchGrading) else logging.WARNING, "medals decided by %s",
+            code.label)
     reports = []
     for entry in entries:
         competition = load_competition(data_dir, entry.competition_id)

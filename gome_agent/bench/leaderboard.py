@@ -54,7 +54,7 @@ from gome_agent.bench.competitions import Competition, CompetitionSpec
 from gome_agent.bench.grading import (
     SCORE_DECIMALS,
     InvalidSubmission,
-    medal_thresholds,
+    check_leaderboard,
     read_answers,
     read_submission,
     score_frames,
@@ -430,8 +430,7 @@ def build_leaderboard(competition: Competition, size: int | None = None, *, n_jo
         "score": [r.score for r in rows],
         "hasScore": True,
     }, columns=LEADERBOARD_COLUMNS)
-    thresholds = medal_thresholds(board["score"], competition.leaderboard_path)
-    if size > 1 and thresholds.is_lower_better != spec.is_lower_better:
+    if size > 1 and check_leaderboard(board["score"], competition.leaderboard_path) != spec.is_lower_better:
         raise TaskError(
             f"{spec.id}: the reference solutions all scored {rows[0].score}, so the leaderboard's direction "
             "cannot be told from its first and last rows"

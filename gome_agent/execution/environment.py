@@ -7,10 +7,12 @@ imports only what is installed (a common cause of wasted steps).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -96,13 +98,64 @@ def probe_packages(python: str) -> dict[str, str]:
         return {}
 
 
-def detect_environment(python: str) -> Environment:
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+def _read_quota(files: tuple[Path, ...]) -> float | None:
+    """CPUs allowed by one cgroup's quota: v2 `cpu.max` ("400000 100000", "max 100000"), or v1's
+    `cpu.cfs_quota_us` and `cpu.cfs_period_us` (quota -1: none). None for no quota or no file."""
+    try:
+        values = " ".join(f.read_text().strip() for f in files).split()
+        quota, period = float(values[0]), float(values[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def cpu_quota() -> float | None:
+    """The CPU quota of this process's cgroups (a container's `--cpus`, MLE-bench's `nano_cpus`), the
+    tightest on the way up to the root; None when there is none or it cannot be read."""
+    root = CGROUP_ROOT
+    try:
+        lines = PROC_CGROUP.read_text().splitlines()
+    except OSError:
+        return None
+    quotas = []
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
+        if controllers == "":  # cgroup v2
+            mount, names = root, ("cpu.max",)
+        elif "cpu" in controllers.split(","):
+            mount = next((root / n for n in (controllers, "cpu,cpuacct", "cpu") if (root / n).is_dir()), root / "cpu")
+            names = ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        # Without a cgroup namespace /proc names the host's path while the mount shows the container's
+        # own cgroup at its root: every level that exists is read.
+        folder = mount / path.lstrip("/")
+        for level in [folder, *folder.parents]:
+            if level.is_relative_to(mount) and (quota := _read_quota(tuple(level / n for n in names))) is not None:
+                quotas.append(quota)
+    return min(quotas) if quotas else None
+
+
+def usable_cpus() -> int:
+    """Cores this process may use: its affinity mask, capped by its cgroup's CPU quota (rounded up)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
         cpus = os.cpu_count() or 1
+    quota = cpu_quota()
+    return max(1, min(cpus, math.ceil(quota))) if quota is not None else cpus
+
+
+def detect_environment(python: str) -> Environment:
     return Environment(
-        cpus=cpus,
+        cpus=usable_cpus(),
         memory_bytes=psutil.virtual_memory().total,
         gpus=detect_gpus(),
         packages=probe_packages(python),

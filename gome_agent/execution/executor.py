@@ -417,8 +417,10 @@ class Executor:
                 f"max_log_bytes must be >= 0 and max_processes >= 1 (got {max_log_bytes}, {max_processes})"
             )
         self.data_dir = data_dir.resolve()
-        # Folders the data folder links into (the competition folder behind gome's view of it).
-        self.readable = [p.resolve() for p in readable or []]
+        # Folders the data folder links into (the competition folder behind gome's view of it, or behind
+        # an obfuscated run's), which the namespace sandbox's private /tmp could otherwise hide.
+        linked = {Path(os.path.realpath(p)).parent for p in self.data_dir.iterdir() if p.is_symlink()}
+        self.readable = list(dict.fromkeys([*(p.resolve() for p in readable or []), *sorted(linked - {Path("/")})]))
         self.cache_dir = cache_dir.resolve()
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,11 @@ The container gives the competition in `/home/data` (read-only), its id in
 when `start.sh` exits. The run itself lives in `$AGENT_DIR/run`; the best
 submission and code are mirrored into the extracted folders at every
 improvement, and `--finalize` (called by start.sh on any exit) makes sure the
-submission is a real file and copies the run record into the logs.
+submission is a real file holding the run's published best (by content: without
+the namespace sandbox a solution could have written there) and copies the run
+record into the logs. Solutions never get the container's folders in their
+environment. An obfuscated run (OBFUSCATE=true) shows solutions the obfuscated
+description in place of the plain one and never names the competition.
 
 Every path comes from the environment (GOME_MLEBENCH_HOME, SUBMISSION_DIR,
 LOGS_DIR, CODE_DIR, AGENT_DIR, GOME_DATA_DIR), so the flow runs in any folder.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping
@@ -25,16 +30,22 @@ from typing import Any
 from gome_agent.config import RunConfig, build_config, load_config_file, parse_duration
 from gome_agent.errors import ConfigError, GomeError, TaskError
 from gome_agent.mlebench.instructions import write_adapted
-from gome_agent.task.sample import find_sample_submission, load_sample_submission
+from gome_agent.records.best import copy_atomic, recorded_best, sha256_of
+from gome_agent.task.sample import find_sample_submission, load_sample_submission, write_plain_sample
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVER = "http://localhost:5000"
+# How an obfuscated run (OBFUSCATE=true) names its competition in prompts and records, instead of the slug.
+OBFUSCATED_ID = "task"
+# MLE-bench's container folders: gome reads them once; solutions, which it starts, never get them.
+_CONTAINER_VARS = ("SUBMISSION_DIR", "LOGS_DIR", "CODE_DIR", "AGENT_DIR", "GOME_MLEBENCH_HOME")
 # What the run record in /home/logs holds (besides each attempt's code and logs).
 _RECORD_FILES = ("config.json", "run.json", "task.json", "environment.json", "events.jsonl", "llm_calls.jsonl")
 _RECORD_DIRS = ("memory", "logs", "code")
 _ATTEMPT_FILES = ("main.py", "scores.json", "stdout.txt", "stderr.txt")
 _MAX_ATTEMPT_FILE = 2_000_000  # bytes of each attempt file copied into the logs
+_DESCRIPTION = re.compile(r"description(_obfuscated)?\.md")
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,25 @@ def _flag(value: str | None) -> bool | None:
     return value.strip().lower() not in ("false", "0", "no", "off")
 
 
+def obfuscated(env: Mapping[str, str]) -> bool:
+    """MLE-bench's obfuscated variant (aide/obfuscated, gome/obfuscated): start.sh tests the same value."""
+    return env.get("OBFUSCATE", "").strip() == "true"
+
+
+def obfuscated_view(data: Path, description: Path, view: Path) -> Path:
+    """The competition folder of an obfuscated run: every entry of `data` linked, but the plain
+    description, which gives way to the obfuscated one. Solutions read it as ./input/ (MLE-bench's
+    data folder is read-only, so it cannot be swapped there as AIDE's start.sh tries)."""
+    if view.exists():
+        shutil.rmtree(view)  # links only: what they point to stays
+    view.mkdir(parents=True)
+    for entry in data.iterdir():
+        if not _DESCRIPTION.fullmatch(entry.name):
+            (view / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+    shutil.copyfile(description, view / "description.md")
+    return view
+
+
 def container_config(args: Any, env: Mapping[str, str] | None = None) -> tuple[RunConfig, ContainerPaths]:
     """The run's configuration from the container's environment and the agent's kwargs."""
     env = os.environ if env is None else env
@@ -89,8 +119,24 @@ def container_config(args: Any, env: Mapping[str, str] | None = None) -> tuple[R
     if args.description is not None:
         # MLE-bench's paths rewritten to the solution contract's, beside the run (the data stays read-only).
         description = write_adapted(Path(args.description), workdir / "instructions.md")
+    file_values = load_config_file(args.config) if args.config else {}
+    execution: dict[str, Any] = {}
+    data_dir = paths.data
+    if obfuscated(env):
+        source = Path(env.get("GOME_OBFUSCATED_DESCRIPTION", ""))
+        if not source.is_file():
+            raise ConfigError("OBFUSCATE=true but GOME_OBFUSCATED_DESCRIPTION names no file: start.sh sets it to the "
+                              "obfuscated description it found")
+        data_dir = obfuscated_view(paths.data, source, paths.agent / "obfuscated_data")
+        # The namespace sandbox also shows the plain description empty to a solution that opens it by path.
+        hidden = file_values.get("execution", {}).get("hidden_paths", [])
+        execution["hidden_paths"] = [*hidden, *(p for p in paths.data.iterdir() if _DESCRIPTION.fullmatch(p.name))]
+    if env.get("GOME_SOLUTION_PYTHON"):
+        execution["python"] = env["GOME_SOLUTION_PYTHON"]
+    if args.max_run_minutes is not None:
+        execution["max_run_minutes"] = args.max_run_minutes
     overrides: dict[str, Any] = {
-        "data_dir": paths.data,
+        "data_dir": data_dir,
         "workdir": workdir,
         "time_limit_s": time_limit,
         "description_path": description,
@@ -112,10 +158,8 @@ def container_config(args: Any, env: Mapping[str, str] | None = None) -> tuple[R
         optimizer["structured_gradient"] = False
     if optimizer:
         overrides["optimizer"] = optimizer
-    python = env.get("GOME_SOLUTION_PYTHON")
-    if python:
-        overrides["execution"] = {"python": python}
-    file_values = load_config_file(args.config) if args.config else {}
+    if execution:
+        overrides["execution"] = execution
     return build_config(file_values, overrides), paths
 
 
@@ -125,23 +169,30 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _ensure_submission(paths: ContainerPaths, run_dir: Path) -> str:
+    """The graded file holds the run's published best, compared by content: a solution (outside the
+    namespace sandbox) may have written there after it, so a newer file proves nothing."""
     target = paths.submission / "submission.csv"
-    best = run_dir / "submission" / "submission.csv"
+    best = recorded_best(run_dir)
+    if best is not None:
+        note = "" if best.verified else " (its content could not be checked against the hash recorded at publication)"
+        if target.is_file() and not target.is_symlink() and sha256_of(target) == sha256_of(best.path):
+            return f"submission in place: {target} is the run's best{note}"
+        what = "differed from" if target.is_file() or target.is_symlink() else "was missing"
+        copy_atomic(best.path, target, read_only=True)  # the rename also replaces a link, not its target
+        return f"{target} {what} the run's best; put {best.path} there{note}"
     if target.is_symlink():
         resolved = target.resolve()
         target.unlink()
         if resolved.is_file():
-            _copy(resolved, target)
-    if best.is_file() and (not target.is_file() or target.stat().st_mtime < best.stat().st_mtime):
-        _copy(best, target)
+            copy_atomic(resolved, target)
     if target.is_file() and target.stat().st_size > 0:
         return f"submission in place: {target}"
     try:
         sample = find_sample_submission(paths.data)
         load_sample_submission(sample)
+        write_plain_sample(sample, target)
     except GomeError as exc:
         return f"no submission could be made: {exc}"
-    _copy(sample, target)
     return f"no solution was made; copied the sample submission {sample.name} to {target}"
 
 
@@ -196,6 +247,11 @@ def main(args: Any) -> int:
     except GomeError as exc:
         print(f"gome: error: {exc}", file=sys.stderr)
         return 2
+    for name in _CONTAINER_VARS:
+        os.environ.pop(name, None)
+    if obfuscated(os.environ):
+        # The run names its task by $COMPETITION_ID (prompts, records, solutions' environment).
+        os.environ["COMPETITION_ID"] = OBFUSCATED_ID
     paths.logs.mkdir(parents=True, exist_ok=True)
     summary = run(config)
     score = "none" if summary.best_score is None else f"{summary.best_score:.6g}"

@@ -4,7 +4,9 @@
 extracted `submission/`, `logs/` and `code/`) and `metadata.json` listing the
 runs. Each line: competition_id, submission_path (null when there is no
 submission), logs_path, code_path. With `--grade` and the `mlebench` package
-importable, the grader runs right away.
+importable, MLE-bench's own grader runs right away, once the leaderboards it
+needs are known to be real files: a clone without Git LFS has pointer files in
+their place, on which MLE-bench's grader fails without saying why.
 """
 
 from __future__ import annotations
@@ -57,15 +59,51 @@ def export_submissions(run_group: Path, output: Path) -> list[dict[str, Any]]:
     return lines
 
 
+# What a clone without Git LFS has instead of a leaderboard file (its first line).
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+MLEBENCH_INSTALL = ("in a clone of github.com/openai/mle-bench run `git lfs install && git lfs pull`, then, from a "
+                    "gome-agent checkout: pip install -e '.[mlebench]' && bash scripts/install_mlebench.sh "
+                    "PATH/TO/mle-bench (README, \"Run on MLE-bench\")")
+
+
+def check_leaderboards(competitions_dir: Path, competition_ids: list[str]) -> None:
+    """Every competition is MLE-bench's and has a real leaderboard file, not a Git LFS pointer."""
+    unknown = [cid for cid in competition_ids if not (competitions_dir / cid / "config.yaml").is_file()]
+    if unknown:
+        raise ConfigError(f"not MLE-bench competitions (no {competitions_dir}/<id>/config.yaml): {', '.join(unknown)}")
+    pointers, missing = [], []
+    for cid in competition_ids:
+        board = competitions_dir / cid / "leaderboard.csv"
+        try:
+            with board.open("rb") as f:
+                head = f.read(len(LFS_POINTER))
+        except FileNotFoundError:
+            missing.append(cid)
+            continue
+        if head == LFS_POINTER:
+            pointers.append(cid)
+    if pointers:
+        raise ConfigError(
+            f"the installed mlebench has Git LFS pointer files instead of the leaderboards of {', '.join(pointers)} "
+            f"(in {competitions_dir}): it was installed from a copy made without Git LFS (as `pip install git+...` "
+            f"makes on a machine without it), so no medal can be decided. Fix: {MLEBENCH_INSTALL}"
+        )
+    if missing:
+        raise ConfigError(f"the installed mlebench has no leaderboard.csv for {', '.join(missing)} "
+                          f"(in {competitions_dir}). Fix: {MLEBENCH_INSTALL}")
+
+
 def grade(submissions: Path, output_dir: Path, data_dir: Path | None = None) -> None:
-    """Run MLE-bench's own grader on the exported file (needs the `mlebench` package)."""
+    """Run MLE-bench's own grader on the exported file (needs the `mlebench` package with its leaderboards)."""
     try:
-        from mlebench.grade import grade_jsonl
         from mlebench.registry import registry
     except ImportError as exc:
-        raise ConfigError(
-            "--grade needs the mlebench package: pip install -e PATH/TO/mle-bench "
-            "(or gome-agent's `mlebench` extra), then run again"
-        ) from exc
+        raise ConfigError(f"--grade needs the mlebench package ({exc}): {MLEBENCH_INSTALL}; then run again") from exc
+    lines = [json.loads(line) for line in submissions.read_text(encoding="utf-8").splitlines() if line.strip()]
+    check_leaderboards(registry.get_competitions_dir(), sorted({line["competition_id"] for line in lines}))
+    # Imported only now: mlebench.grade makes a cache folder in the working directory.
+    from mlebench.grade import grade_jsonl
+
     reg = registry.set_data_dir(data_dir) if data_dir is not None else registry
+    output_dir.mkdir(parents=True, exist_ok=True)  # MLE-bench makes only the last folder
     grade_jsonl(submissions, output_dir, reg)

@@ -122,7 +122,8 @@ class Registration:
             f"python run_agent.py --agent-id {AGENT_NAME} --competition-set experiments/splits/low.txt "
             '--container-config environment/config/container_configs/default.json   # add "gpus": -1 to that JSON for a GPU',
             "gome export-submissions runs/<run-group> -o runs/<run-group>/submission.jsonl",
-            "mlebench grade --submission runs/<run-group>/submission.jsonl --output-dir runs/<run-group>",
+            "mlebench grade --submission runs/<run-group>/submission.jsonl --output-dir runs/<run-group>"
+            "   # needs the real leaderboards: git lfs pull in this checkout",
         ]
 
 

@@ -4,17 +4,25 @@
 graded, never its score. It is used when `/health` answers; when the server is
 down, slow or failing, candidates fall back to the local format check alone,
 and the server is asked again after a pause.
+
+MLE-bench's server saves every upload to one fixed path and validates that path,
+serving requests in threads: two posts that overlap can each be judged on the
+other's file. So posts to one server are serialized across processes (every trace
+is one) by a file lock named after the server's URL.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import httpx2
+from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,9 @@ class GradingServer:
         self._down_until = 0.0
         self._healthy: bool | None = None
         self._lock = threading.Lock()
+        key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        # Shared by whoever posts to this server from this machine, whatever their user.
+        self._post_lock = FileLock(str(Path(tempfile.gettempdir()) / f"gome-validate-{key}.lock"), mode=0o666)
 
     def _mark_down(self, why: str) -> None:
         with self._lock:
@@ -61,10 +72,15 @@ class GradingServer:
         if not self.available():
             return None
         try:
-            with open(submission, "rb") as f:
+            # Waiting for the other posts is bounded like a post itself; past that, the answer is unknown.
+            with self._post_lock.acquire(timeout=self.timeout_s), open(submission, "rb") as f:
                 response = httpx2.post(
                     f"{self.url}/validate", files={"file": (submission.name, f, "text/csv")}, timeout=self.timeout_s
                 )
+        except Timeout:
+            log.warning("no turn to post %s to %s within %.0f s (other traces are validating); "
+                        "using the local format check only", submission, self.url, self.timeout_s)
+            return None
         except httpx2.HTTPError as exc:
             self._mark_down(f"/validate: {type(exc).__name__}")
             return None

@@ -7,9 +7,16 @@ found by pattern, and exactly one candidate must win.
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
+import os
 import re
+import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
 
@@ -100,3 +107,40 @@ def load_sample_submission(path: Path, id_column: str | None = None) -> SampleSu
         numeric_columns=numeric,
         head=frame.head(3).to_csv(index=False),
     )
+
+
+_DECOMPRESS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def _open_zipped_csv(archive: zipfile.ZipFile, path: Path) -> IO[bytes]:
+    members = [m for m in archive.infolist()
+               if not m.is_dir() and m.filename.lower().endswith(".csv") and not m.filename.startswith("__MACOSX/")]
+    if len(members) != 1:
+        names = [m.filename for m in members]
+        raise TaskError(
+            f"{path} must hold exactly one CSV file to be a sample submission; it holds {len(names)}: {names}")
+    return archive.open(members[0])
+
+
+def write_plain_sample(sample: Path, out: Path) -> None:
+    """The sample submission as a plain CSV file at `out` (a fallback submission): a zipped or
+    compressed sample (text normalization's `en_sample_submission_2.csv.zip`) is decompressed,
+    since a grader reads `submission.csv` as plain text."""
+    suffix = sample.suffix.lower()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        if suffix == ".zip":
+            with zipfile.ZipFile(sample) as archive, _open_zipped_csv(archive, sample) as src, \
+                    open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        elif suffix in _DECOMPRESS:
+            with _DECOMPRESS[suffix](sample, "rb") as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        else:
+            shutil.copyfile(sample, partial)
+        os.replace(partial, out)
+    except (OSError, zipfile.BadZipFile, lzma.LZMAError, EOFError) as exc:
+        raise TaskError(f"the sample submission {sample} cannot be read: {exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
