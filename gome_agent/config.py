@@ -75,6 +75,13 @@ class OptimizerConfig(_Strict):
     diversify_wait_s: float = Field(300.0, ge=0, description="how long a trace's first draft waits for lower-numbered traces to announce theirs")
     max_steps: int | None = Field(None, ge=1, description="stop a trace after this many steps (default: only the budget)")
     max_reply_edit_retries: int = Field(1, ge=0, le=3, description="re-asks when code edits do not apply")
+    scaffold: Literal["auto", "on", "off"] = Field(
+        "auto", description="hand drafts a runnable main.py skeleton in which the model writes the features and the "
+        "model (task/scaffold.py); auto: for a model whose name states under 30B parameters, and for a trace's "
+        "drafts after its first draft failed")
+    draft_repairs: int = Field(
+        2, ge=0, le=10, description="steps that go on debugging a failed draft (fed its last error) before a fresh "
+        "draft is written")
 
 
 class ValidationConfig(_Strict):

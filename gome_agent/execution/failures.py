@@ -61,3 +61,22 @@ def failure_cause(stderr: str, script: str = "main.py") -> Cause | None:
     if len(message) > MESSAGE_CHARS:
         message = message[:MESSAGE_CHARS] + " ..."
     return Cause(exception=found.group("name"), message=message, line=line_no, code=code)
+
+
+def last_traceback(stderr: str, limit: int) -> str | None:
+    """The last Python traceback in `stderr` whole, to its end (its start cut if over `limit` characters);
+    None when there is none."""
+    start = stderr.rfind("Traceback (most recent call last)")
+    if start < 0:
+        return None
+    text = stderr[start:].rstrip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def code_excerpt(code: str, line: int, around: int = 4) -> str:
+    """The lines of `code` around `line`, numbered, the failing one marked with `>>`."""
+    lines = code.splitlines()
+    if not 1 <= line <= len(lines):
+        return ""
+    first, last = max(1, line - around), min(len(lines), line + around)
+    return "\n".join(f"{'>>' if n == line else '  '} {n:4d} | {lines[n - 1]}" for n in range(first, last + 1))

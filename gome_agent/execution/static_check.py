@@ -599,3 +599,15 @@ class ColumnCheck:
         close = difflib.get_close_matches(name, sorted(pool), n=1, cutoff=0.6)
         close = close or [c for c in sorted(pool) if c.lower() == name.lower()][:1]
         return f"column {name!r} is not a column of {where}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def tables_named(code: str, tables: Mapping[str, Sequence[str]]) -> list[str]:
+    """The tables (paths of `tables`) whose file names occur as string literals in `code`, in the order of `tables`."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    names = {node.value.replace("\\", "/").rsplit("/", 1)[-1] for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(r"\.[A-Za-z]\w*$", node.value)}
+    return [path for path in tables if path.replace(os.sep, "/").rsplit("/", 1)[-1] in names]
+

@@ -151,11 +151,72 @@ def apply_edits(code: str, edits: list[Edit]) -> str:
     return code
 
 
+def _definitions(tree: ast.Module) -> bool:
+    """Whether a module only defines things (imports, functions, classes, constants): it does nothing when run."""
+    allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+               ast.AnnAssign)
+    docstring = (ast.Expr,)
+    return all(isinstance(node, allowed) or (isinstance(node, docstring) and isinstance(node.value, ast.Constant))
+               for node in tree.body)
+
+
+def _segment(lines: list[str], node: ast.stmt) -> str:
+    start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    return "".join(lines[start - 1 : node.end_lineno])
+
+
+def splice(current: str, block: str) -> str | None:
+    """`current` with the functions and classes that `block` defines replaced by `block`'s versions.
+
+    A block that only defines things (a weak model's usual reply to "write these two functions")
+    and redefines at least one function of `current` is spliced in: its functions replace the
+    same-named ones, its other definitions go before the first replaced one, its imports go to the
+    top. None when `block` is not such a reply (a whole program, or nothing in common).
+    """
+    try:
+        tree, base = ast.parse(block), ast.parse(current)
+    except SyntaxError:
+        return None
+    if not _definitions(tree):
+        return None
+    defined = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    targets = {node.name: node for node in base.body if isinstance(node, defined)}
+    replaced = [node for node in tree.body if isinstance(node, defined) and node.name in targets]
+    if not replaced:
+        return None
+    block_lines, lines = _lines(block), _lines(current)
+    present = {ast.unparse(node) for node in base.body if isinstance(node, ast.Import | ast.ImportFrom)}
+    imports = [_segment(block_lines, n) for n in tree.body
+               if isinstance(n, ast.Import | ast.ImportFrom) and ast.unparse(n) not in present]
+    extra = [_segment(block_lines, n) for n in tree.body
+             if not isinstance(n, ast.Import | ast.ImportFrom | ast.Expr) and n not in replaced]
+    new_text = {node.name: _segment(block_lines, node) for node in replaced}
+    first = min(targets[name].lineno for name in new_text)
+    # Bottom-up, so that earlier line numbers stay valid.
+    for name in sorted(new_text, key=lambda n: targets[n].lineno, reverse=True):
+        node = targets[name]
+        start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        text = new_text[name]
+        if node.lineno == first and extra:
+            text = "\n".join(e.rstrip("\n") + "\n" for e in extra) + "\n\n" + text
+        lines[start - 1 : node.end_lineno] = _lines(text if text.endswith("\n") else text + "\n")
+    if imports:
+        anchor = max((n.end_lineno or n.lineno for n in base.body if isinstance(n, ast.Import | ast.ImportFrom)),
+                     default=0)
+        lines[anchor:anchor] = [i if i.endswith("\n") else i + "\n" for i in imports]
+    return "".join(lines)
+
+
 def new_code(reply: str, current: str | None) -> tuple[str, str]:
-    """The new main.py and the reply's summary line; raises EditError when it cannot be built."""
+    """The new main.py and the reply's summary line; raises EditError when it cannot be built.
+
+    A whole-file reply that only defines functions of `current` (see `splice`) is spliced into it."""
     parsed = parse_reply(reply)
     if parsed.full_code is not None:
         code = parsed.full_code
+        if current is not None:
+            blocks = [m.group("code") for m in _FENCE.finditer(reply)]
+            code = splice(current, "\n\n".join(blocks)) or splice(current, code) or code
     elif current is None:
         raise EditError("there is no current main.py to edit; reply with the whole file in one ```python block")
     else:

@@ -93,6 +93,10 @@ class StepRecord(_Event):
     smoke: Literal["passed", "failed", "timeout"] | None = None
     smoke_runs: int = 0
     smoke_s: float = 0.0
+    # A draft's origin: written into gome's main.py skeleton (task/scaffold.py), or a repair that goes on
+    # debugging the failed draft of step `repairs` (its code, fed the last error) instead of a fresh draft.
+    scaffolded: bool = False
+    repairs: int | None = None
     started_at: str
     duration_s: float = 0.0
     llm_s: float = 0.0

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -65,7 +64,8 @@ from gome_agent.task.fallback import build_constant_submission
 from gome_agent.task.folds import plan_folds
 from gome_agent.task.holdout import held_ids, holdout_scorer, plan_holdout
 from gome_agent.task.profile import profile_tables
-from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission
+from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission, write_plain_sample
+from gome_agent.task.scaffold import plan_scaffold
 from gome_agent.task.scan import competition_id_of, scan_competition
 from gome_agent.views.progress import Progress
 
@@ -246,11 +246,16 @@ class Run:
         folds = plan_folds(scan, id_column=task.id_column, target_columns=task.target_columns,
                            task_type=task.task_type, seeds=[self.cfg.seed, *self.cfg.final_seeds], out=out,
                            exclude=held)
-        task = task.model_copy(update={"data_profile": profile_tables(scan, task), "folds": folds, "holdout": holdout})
+        scaffold = plan_scaffold(scan, id_column=task.id_column, folds=folds, holdout=holdout)
+        task = task.model_copy(update={"data_profile": profile_tables(scan, task), "folds": folds, "holdout": holdout,
+                                       "scaffold": scaffold})
         jsonl.write_json(self.workdir / "task.json", task)
         self._record(Note(level="info" if holdout.available else "warning", message=task.scoring_note()))
         self._record(Note(level="info" if folds.available else "warning",
                           message=("validation folds: " if folds.available else "no validation folds: ") + folds.reason))
+        if self.cfg.optimizer.scaffold != "off":
+            self._record(Note(level="info", message=("drafts can be scaffolded: " if scaffold.available else
+                                                     "no scaffold for drafts: ") + scaffold.reason))
         self.events.write(TaskAnalyzed(
             metric_name=task.metric_name, higher_is_better=task.higher_is_better,
             direction_source=task.direction_source,
@@ -486,7 +491,7 @@ class Run:
                 # submission itself is still a valid, if weak, submission.
                 sample = find_sample_submission(self.cfg.data_dir)
                 load_sample_submission(sample)
-                shutil.copyfile(sample, out)
+                write_plain_sample(sample, out)
                 message = f"copied the sample submission {sample.name} (the task could not be read)"
         except (GomeError, OSError) as exc:
             self._record(Note(level="error", message=f"no fallback submission could be built: {exc}"))

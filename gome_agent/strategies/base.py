@@ -20,7 +20,7 @@ from gome_agent.llm.types import Message
 from gome_agent.optimizer import budget as budget_mod
 from gome_agent.optimizer.edits import EditError, new_code, summary_line
 from gome_agent.records.events import DraftApproach, StepRecord
-from gome_agent.strategies.step import Meter, Services, StepFailed, TraceState
+from gome_agent.strategies.step import FailedDraft, Meter, Services, StepFailed, TraceState
 from gome_agent.strategies.views import (
     AcceptedView,
     BestView,
@@ -32,6 +32,7 @@ from gome_agent.strategies.views import (
     fmt_score,
     tail,
 )
+from gome_agent.task.scaffold import is_weak_model
 
 _SHORTER_EDITS = ("Reply again, shorter: the `Change:` line and only the SEARCH/REPLACE blocks the change needs, "
                   "each SEARCH as short as uniqueness allows, no whole file and no explanations.")
@@ -42,6 +43,10 @@ _SHOWN_CUT_CHARS = 4000  # of a cut reply, what goes back to the model with the 
 _CODE_ONLY = ("That reply named the approach but held no code. Now write that solution: reply with the complete "
               "main.py only, in one ```python block that starts with its imports and honours the solution "
               "contract above. No other text.")
+_CODE_ONLY_SCAFFOLD = ("That reply named the approach but held no code. Now write it: reply with the functions "
+                       "make_features and fit_predict (and the imports they need) in one ```python block. No other "
+                       "text.")
+_SHORTER_FUNCTIONS = "Reply again with shorter make_features and fit_predict: no comments, no explanations."
 
 
 def _shown(text: str, cut: bool) -> str:
@@ -126,11 +131,13 @@ class Strategy(ABC):
                 return code, summary or announced
             except EditError as exc:
                 announced = announced or summary_line(completion.text)
-                no_code = current is None and not cut and "```" not in completion.text
+                no_code = role == "draft" and not cut and "```" not in completion.text
                 if attempt < re_asks and no_code:
-                    ask = _CODE_ONLY
+                    ask = _CODE_ONLY_SCAFFOLD if current is not None else _CODE_ONLY
                 elif attempt < re_asks:
-                    again = (_SHORTER_EDITS if current else _SHORTER_FILE) if cut else "Reply again, correctly."
+                    shorter = _SHORTER_FUNCTIONS if role == "draft" and current else _SHORTER_EDITS if current \
+                        else _SHORTER_FILE
+                    again = shorter if cut else "Reply again, correctly."
                     ask = f"That reply could not be applied: {exc}. {again}"
                 elif current is not None and not whole_file and not cut:
                     whole_file = True
@@ -143,16 +150,44 @@ class Strategy(ABC):
         raise AssertionError("unreachable")
 
     # The proposals ---------------------------------------------------------------------
-    def draft(self, meter: Meter, also_avoid: list[str] | None = None) -> tuple[str, str]:
-        """A first complete solution, announced (before it runs) so that other drafts can differ."""
+    def draft(self, record: StepRecord, meter: Meter, also_avoid: list[str] | None = None) -> Proposal:
+        """A first complete solution, announced (before it runs) so that other drafts can differ; written
+        into gome's main.py skeleton when the run scaffolds this draft (`scaffold`)."""
         failures = [s.lesson for s in self.state.steps if s.kind == "draft" and s.status != "accepted"][-3:]
         avoid = [*self.sibling_approaches(), *(also_avoid or [])]
+        scaffold = self.scaffold()
         messages = self.services.prompts.messages("draft", **self.context().variables(), avoid=avoid,
-                                                  failures=failures)
-        code, approach = self.ask_code(messages, None, "draft", meter)
-        approach = approach or "first complete solution"
-        self.services.events.write(DraftApproach(trace=self.index, step=self.state.next_step, approach=approach))
-        return code, approach
+                                                  failures=failures, scaffold=scaffold)
+        code, approach = self.ask_code(messages, scaffold, "draft", meter)
+        record.hypothesis = approach or "first complete solution"
+        # A strong model may answer a scaffolded draft with a program of its own; then it was not scaffolded.
+        record.scaffolded = scaffold is not None and scaffold.splitlines()[0] in code
+        self.services.events.write(DraftApproach(trace=self.index, step=self.state.next_step,
+                                                 approach=record.hypothesis))
+        return Proposal(code, record.hypothesis, scaffold)
+
+    def scaffold(self) -> str | None:
+        """The main.py skeleton this draft is written into (task/scaffold.py), or None for a free draft.
+
+        `optimizer.scaffold` on: whenever the task has one; auto: when the draft model's name states
+        fewer than 30B parameters, or once a draft of this trace has failed."""
+        plan, mode = self.services.task.scaffold, self.opt.scaffold
+        if plan is None or not plan.available or mode == "off":
+            return None
+        if mode == "auto":
+            failed = any(s.kind == "draft" and not s.accepted for s in self.state.steps)
+            if not failed and not is_weak_model(self.cfg.llm.model_for("draft")):
+                return None
+        return self.services.prompts.render("scaffold", plan=plan)
+
+    def repair(self, record: StepRecord, failed: FailedDraft, meter: Meter) -> Proposal:
+        """Go on debugging the trace's failed draft (its code, shown its last failure) instead of
+        writing a fresh one: a weak model's drafts mostly fail on one fixable error."""
+        code, change = self.fix(failed.code, failed.failure, failed.approach,
+                                [f"step {s.step}: {s.lesson}" for s in self.state.steps[-failed.repairs - 1:]],
+                                meter)
+        record.hypothesis, record.repairs, record.scaffolded = failed.approach, failed.step, failed.scaffolded
+        return Proposal(code, f"repair of the draft of step {failed.step}: {change or 'a fix'}", failed.code)
 
     def sibling_approaches(self) -> list[str]:
         """Approaches other traces chose for their drafts; waits (bounded) for lower-numbered traces

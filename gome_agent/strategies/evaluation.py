@@ -24,9 +24,9 @@ import psutil
 
 from gome_agent.errors import TaskError
 from gome_agent.execution.executor import RunResult, RunSpec
-from gome_agent.execution.failures import Cause, failure_cause
+from gome_agent.execution.failures import Cause, code_excerpt, failure_cause, last_traceback
 from gome_agent.execution.scheduler import LeaseTimeout, is_gpu_oom, needs_gpu
-from gome_agent.execution.static_check import check_code
+from gome_agent.execution.static_check import check_code, tables_named
 from gome_agent.records.events import Note
 from gome_agent.strategies.step import Meter, Services, StepFailed
 from gome_agent.strategies.views import Failure, tail
@@ -44,6 +44,8 @@ SmokeStatus = Literal["passed", "failed", "timeout"]
 NO_TIME = "not run: the time budget is spent"
 STATIC_FAILED = "the static check of main.py found problems before any run (no run was made)"
 STATIC_PROBLEMS_KEPT = 30  # of the problems found in a step, recorded
+TRACEBACK_CHARS = 4000  # of the last traceback, shown to a fix whole up to this length
+TABLES_SHOWN, COLUMNS_SHOWN = 4, 40  # input tables (and columns of each) shown to a fix
 
 
 def smoke_folder(attempt_dir: Path) -> Path:
@@ -74,6 +76,7 @@ class Evaluation:
     smoke: SmokeStatus | None = None  # the last smoke run's outcome (None: none was made)
     smoke_runs: int = 0
     smoke_s: float = 0.0
+    failure: Failure | None = None  # what the last failure showed a fix (None: the code passed, or never ran)
 
 
 class Evaluator:
@@ -205,9 +208,10 @@ class Evaluator:
                     ev.static_problems.append(problem)
             ev.failed_in, ev.message, ev.problems = "static", STATIC_FAILED, problems
             ev.result = ev.check = ev.cause = None
+            failure = ev.failure = Failure(message=STATIC_FAILED, problems=problems, stderr_tail="", stdout_tail="",
+                                           tables=self.tables_shown(ev.code))
             if ev.static_fixes >= max_debug:
                 return False
-            failure = Failure(message=STATIC_FAILED, problems=problems, stderr_tail="", stdout_tail="")
             ev.static_fixes += 1
             what = f"static check: {len(problems)} problem(s), e.g. {problems[0]}"
             if not self.apply_fix(ev, failure, goal, earlier, meter, fix, what):
@@ -250,8 +254,7 @@ class Evaluator:
         ev.message = (f"the smoke run (before the full run: at most {plan.rows} rows per table, "
                       f"{execution.smoke.time_limit_s:g} s limit) {what}")
         ev.problems = problems
-        return Failure(message=ev.message, problems=ev.problems, stderr_tail=tail(result.stderr_tail),
-                       stdout_tail=tail(result.stdout_tail, 1200), cause=None if ev.cause is None else str(ev.cause))
+        return self.failure(ev, result)
 
     def full_run(self, ev: Evaluation, meter: Meter) -> Failure | None:
         """Run the code on the full data; the failure to fix, or None (it succeeded, `ev.ok`; or no
@@ -280,8 +283,29 @@ class Evaluator:
         ev.cause = failure_cause(result.stderr_tail) if result.status != "ok" else None
         if retried and is_gpu_oom(result.stderr_tail):
             ev.message += " (CUDA out of memory even with the whole GPU to itself)"
-        return Failure(message=ev.message, problems=ev.problems, stderr_tail=tail(result.stderr_tail),
-                       stdout_tail=tail(result.stdout_tail, 1200), cause=None if ev.cause is None else str(ev.cause))
+        return self.failure(ev, result)
+
+    def failure(self, ev: Evaluation, result: RunResult) -> Failure:
+        """What a fix is shown of a failed run (kept in `ev.failure`): the error, the whole traceback,
+        the failing lines of main.py and the columns of the tables the code reads."""
+        line = ev.cause.line if ev.cause is not None else None
+        ev.failure = Failure(message=ev.message, problems=ev.problems, stderr_tail=tail(result.stderr_tail),
+                             stdout_tail=tail(result.stdout_tail, 1200), cause=None if ev.cause is None else str(ev.cause),
+                             traceback=last_traceback(result.stderr_tail, TRACEBACK_CHARS),
+                             excerpt=code_excerpt(ev.code, line) if line else "", tables=self.tables_shown(ev.code))
+        return ev.failure
+
+    def tables_shown(self, code: str) -> list[str]:
+        """`path: columns` of each input table `code` names (the smoke plan knows the columns)."""
+        tables = self.plan.tables if self.plan is not None else None
+        if not tables:
+            return []
+        shown = []
+        for path in tables_named(code, tables)[:TABLES_SHOWN]:
+            columns = tables[path]
+            more = f", ... ({len(columns)} columns)" if len(columns) > COLUMNS_SHOWN else ""
+            shown.append(f"input/{path}: {', '.join(columns[:COLUMNS_SHOWN])}{more}")
+        return shown
 
     def check(self, attempt_dir: Path, result: RunResult) -> OutputCheck:
         check = check_outputs(attempt_dir, self.services.sample)

@@ -28,9 +28,11 @@ class GomeStrategy(Strategy):
 
     def propose(self, record: StepRecord, meter: Meter) -> Proposal:
         if record.kind == "draft":  # the trace has no working solution yet
-            code, record.hypothesis = self.draft(meter)
             record.component = "workflow"
-            return Proposal(code, record.hypothesis, None)
+            failed = self.state.failed_draft
+            if failed is not None and failed.repairs < self.opt.draft_repairs:
+                return self.repair(record, failed, meter)
+            return self.draft(record, meter)
         if not self.opt.structured_gradient:
             code, record.hypothesis = self.direct(meter)
             return Proposal(code, record.hypothesis, self.state.best_code)

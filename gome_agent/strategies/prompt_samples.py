@@ -13,6 +13,7 @@ from gome_agent.strategies.views import AcceptedView, BestView, DirectionView, F
 from gome_agent.task.analysis import Task
 from gome_agent.task.folds import FoldPlan
 from gome_agent.task.holdout import HoldoutPlan
+from gome_agent.task.scaffold import ScaffoldPlan
 from gome_agent.task.scoring import MetricSpec
 
 _CODE = '''import json
@@ -56,6 +57,13 @@ def sample_task() -> Task:
     )
 
 
+def sample_scaffold_plan() -> ScaffoldPlan:
+    return ScaffoldPlan(available=True, reason="train.csv -> test.csv: probability of target, roc_auc per fold",
+                        train_file="train.csv", test_file="test.csv", holdout_file="holdout.csv",
+                        sample_file="sample_submission.csv", id_column="id", labels=["target"], predictions=["target"],
+                        kind="probability", positive="1", metric="roc_auc")
+
+
 def sample_context() -> dict[str, Any]:
     """A value for every input any template may use."""
     best = BestView(
@@ -89,6 +97,13 @@ def sample_context() -> dict[str, Any]:
         "goal": "Average predictions over 5 stratified folds",
         "code": _CODE,
         "failure": Failure(message="exited with code 1", problems=["scores.json is missing"],
-                           stderr_tail="KeyError: 'target'", stdout_tail="loading data"),
+                           stderr_tail="KeyError: 'target'", stdout_tail="loading data",
+                           cause="KeyError: 'target' (main.py line 8: `X, y = train.drop(...)`)",
+                           traceback='Traceback (most recent call last):\n  File "main.py", line 8, in <module>\n'
+                                     "KeyError: 'target'",
+                           excerpt=">>    8 | X, y = train.drop(columns=[\"id\", \"target\"]), train[\"target\"]",
+                           tables=["input/train.csv: id, age, city, churned"]),
+        "plan": sample_scaffold_plan(),
+        "scaffold": "def make_features(frame):\n    raise NotImplementedError\n",
         "earlier": ["attempt 1: exited with code 1 -> changed: fix the column name"],
     }

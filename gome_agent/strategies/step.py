@@ -17,7 +17,7 @@ from gome_agent.optimizer.momentum import SuccessMemory
 from gome_agent.records.best import BestKeeper
 from gome_agent.records.events import EventLog, StepRecord
 from gome_agent.strategies.prompts import Prompts
-from gome_agent.strategies.views import read_tail
+from gome_agent.strategies.views import Failure, read_tail
 from gome_agent.task.analysis import Task
 from gome_agent.task.sample import SampleSubmission
 from gome_agent.task.submission import read_score_table
@@ -45,10 +45,23 @@ class Services:
 
 
 @dataclass
+class FailedDraft:
+    """A trace's last draft that failed, kept so that the next step can go on debugging it."""
+
+    step: int
+    code: str
+    failure: Failure
+    approach: str
+    scaffolded: bool
+    repairs: int  # repair steps already spent on this draft
+
+
+@dataclass
 class TraceState:
-    """What a trace knows: its steps and its current best."""
+    """What a trace knows: its steps, its current best, and a failed draft still worth debugging."""
 
     steps: list[StepRecord] = field(default_factory=list)
+    failed_draft: FailedDraft | None = None  # not kept over a resume: a resumed trace drafts afresh
     best: StepRecord | None = None
     best_code: str | None = None
     best_runtime_s: float = 0.0

@@ -24,7 +24,7 @@ from gome_agent.optimizer.edits import diff_size
 from gome_agent.records.events import BestUpdated, StepRecord, now_iso
 from gome_agent.strategies.base import Proposal, Strategy
 from gome_agent.strategies.evaluation import Evaluation, Evaluator
-from gome_agent.strategies.step import Meter, Services, StepFailed, TraceState
+from gome_agent.strategies.step import FailedDraft, Meter, Services, StepFailed, TraceState
 from gome_agent.strategies.views import fmt_score
 from gome_agent.task.submission import read_score_table
 
@@ -82,6 +82,7 @@ class Trace:
                                                  max_debug=self.strategy.max_debug, fix=self.strategy.fix)
             self._describe_change(record, proposal, evaluation)
             self._decide(record, evaluation)
+            self._keep_failed_draft(record, evaluation)
             self._consecutive_outages = 0
         except LLMFatalError:
             raise
@@ -91,7 +92,23 @@ class Trace:
             record.status = "error"
             record.message = str(exc)
             record.lesson = f"No code was run: {exc}"
+            failed = self.state.failed_draft
+            if record.repairs is not None and failed is not None:
+                failed.repairs += 1  # a repair that produced no code still counts
         return self._finish(record, meter)
+
+    def _keep_failed_draft(self, record: StepRecord, ev: Evaluation) -> None:
+        """Keep a failed draft (or repair) for the next step to go on debugging; forget it once one works."""
+        if record.kind != "draft":
+            return
+        if ev.ok or ev.failure is None:
+            self.state.failed_draft = None
+            return
+        earlier = self.state.failed_draft
+        repairs = earlier.repairs + 1 if record.repairs is not None and earlier is not None else 0
+        self.state.failed_draft = FailedDraft(step=record.step if record.repairs is None else record.repairs,
+                                              code=ev.code, failure=ev.failure, approach=record.hypothesis,
+                                              scaffolded=record.scaffolded, repairs=repairs)
 
     def _begin(self) -> tuple[StepRecord, Meter]:
         number = self.state.next_step

@@ -85,8 +85,7 @@ class TreeStrategy(Strategy):
             # AIDE's drafts are independent; the other traces (if any) are still kept apart.
             own = [f"earlier draft of this search: {s.hypothesis}"
                    for s in self.state.steps if s.kind == "draft" and s.hypothesis]
-            code, record.hypothesis = self.draft(meter, also_avoid=own)
-            return Proposal(code, record.hypothesis, None)
+            return self.draft(record, meter, also_avoid=own)
         assert parent is not None and parent.code_dir is not None
         folder = self.cfg.workdir / parent.code_dir
         code = (folder / "main.py").read_text(encoding="utf-8")

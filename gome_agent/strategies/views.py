@@ -167,3 +167,6 @@ class Failure:
     stderr_tail: str
     stdout_tail: str
     cause: str | None = None  # the exception and the line of main.py it came from
+    traceback: str | None = None  # the last traceback whole (stderr_tail may show only its end)
+    excerpt: str = ""  # the lines of main.py around the failing one, numbered
+    tables: list[str] = field(default_factory=list)  # "path: columns" of the input tables the code names

@@ -22,6 +22,7 @@ from gome_agent.task.folds import FoldPlan
 from gome_agent.task.holdout import HoldoutPlan, scoring_note
 from gome_agent.task.metrics import known_direction, mentioned_metrics, stated_direction
 from gome_agent.task.sample import SampleSubmission, load_sample_submission
+from gome_agent.task.scaffold import ScaffoldPlan
 from gome_agent.task.scan import CompetitionScan
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Task(BaseModel):
     data_profile: str = ""
     folds: FoldPlan | None = None  # the harness's validation folds (None in runs made before they existed)
     holdout: HoldoutPlan | None = None  # the rows gome scores itself (None: self-reported scores)
+    scaffold: ScaffoldPlan | None = None  # the drafts' main.py skeleton (None in runs made before it existed)
 
     @property
     def scored_by_gome(self) -> bool:

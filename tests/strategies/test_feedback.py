@@ -36,7 +36,9 @@ def test_failures_carry_their_cause_and_every_decision_prompt_sees_the_task(tmp_
              edit("LogisticRegression(max_iter=2000)", "LogisticRegression(max_iter=2000, C=1.0)", "same model"))
     )
     fake_llm.set_responder(script)
-    config = make_config(tmp_path, competition, fake_llm, max_steps=11, max_debug=0, execution=NO_STATIC_CHECKS)
+    # No draft repairs: the failed draft is followed by a fresh one, whose prompt must name the failure.
+    config = make_config(tmp_path, competition, fake_llm, max_steps=11, max_debug=0, draft_repairs=0,
+                         execution=NO_STATIC_CHECKS)
     start(config, monkeypatch)
     steps = steps_of(config)
     assert [s.status for s in steps[:3]] == ["failed", "accepted", "failed"]
