@@ -570,11 +570,13 @@ def server_command(
     slots: int = 1,
     ctx_per_slot: int = DEFAULT_CTX_PER_SLOT,
     threads: int | None = None,
-    alias: str = "qwen2.5-coder",
+    alias: str | None = None,
 ) -> list[str]:
     """The `llama-server` command line: `slots` requests served at once (`--parallel`; one per trace,
     so K traces do not queue), each with `ctx_per_slot` tokens of context. llama-server divides its
-    `--ctx-size` among the slots, so that is `slots * ctx_per_slot`."""
+    `--ctx-size` among the slots, so that is `slots * ctx_per_slot`. The model is served under `alias`,
+    by default the weights' file name ("qwen2.5-coder-0.5b"), whose stated size tells gome a weak model."""
+    alias = alias or model_path.stem
     if slots < 1 or ctx_per_slot < 1:
         raise ConfigError(f"llama-server needs at least 1 slot and 1 token of context, not {slots} and {ctx_per_slot}")
     cmd = [str(binary), "-m", str(model_path), "--host", _HOST, "--port", str(port),
@@ -592,7 +594,7 @@ def start_server(
     slots: int = 1,
     ctx_per_slot: int = DEFAULT_CTX_PER_SLOT,
     threads: int | None = None,
-    alias: str = "qwen2.5-coder",
+    alias: str | None = None,
     log_path: Path,
     timeout_s: float = 120.0,
 ) -> LocalServer:
@@ -616,7 +618,7 @@ def start_server(
             # Also when gome is killed without stopping it, the server does not go on serving.
             preexec_fn=die_with_parent,
         )
-    server = LocalServer(process, port, alias, log_path)
+    server = LocalServer(process, port, cmd[cmd.index("--alias") + 1], log_path)
     log.info("llama-server: starting on port %d with %s (log %s)", port, model_path.name, log_path)
     deadline = time.monotonic() + timeout_s
     try:

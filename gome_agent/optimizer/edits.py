@@ -207,6 +207,34 @@ def splice(current: str, block: str) -> str | None:
     return "".join(lines)
 
 
+def function_head(code: str, name: str) -> str | None:
+    """The signature and docstring of the top-level function `name` of `code` (what a model completes)."""
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            first = node.body[0]
+            has_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            end = first.end_lineno if has_doc else node.lineno
+            return "".join(_lines(code)[node.lineno - 1 : end]).rstrip("\n")
+    return None
+
+
+def _empty(body: list[ast.stmt]) -> bool:
+    """A body that does nothing: a docstring, `pass`, `...` or a bare `raise NotImplementedError`."""
+    for node in body:
+        if isinstance(node, ast.Pass) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+            continue
+        if isinstance(node, ast.Raise) and "NotImplementedError" in ast.unparse(node.exc or node):
+            continue
+        return False
+    return True
+
+
+def unwritten(code: str, names: tuple[str, ...]) -> list[str]:
+    """Which of the top-level functions `names` of `code` have no body yet (see `_empty`)."""
+    return [node.name for node in ast.parse(code).body
+            if isinstance(node, ast.FunctionDef) and node.name in names and _empty(node.body)]
+
+
 def new_code(reply: str, current: str | None) -> tuple[str, str]:
     """The new main.py and the reply's summary line; raises EditError when it cannot be built.
 

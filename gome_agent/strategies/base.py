@@ -11,6 +11,7 @@ subclass of `Strategy`, named in `gome_agent.strategies.STRATEGIES`.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import ClassVar
 
 from gome_agent.llm.types import Message
 from gome_agent.optimizer import budget as budget_mod
-from gome_agent.optimizer.edits import EditError, new_code, summary_line
+from gome_agent.optimizer.edits import EditError, function_head, new_code, summary_line, unwritten
 from gome_agent.records.events import DraftApproach, StepRecord
 from gome_agent.strategies.step import FailedDraft, Meter, Services, StepFailed, TraceState
 from gome_agent.strategies.views import (
@@ -43,10 +44,13 @@ _SHOWN_CUT_CHARS = 4000  # of a cut reply, what goes back to the model with the 
 _CODE_ONLY = ("That reply named the approach but held no code. Now write that solution: reply with the complete "
               "main.py only, in one ```python block that starts with its imports and honours the solution "
               "contract above. No other text.")
-_CODE_ONLY_SCAFFOLD = ("That reply named the approach but held no code. Now write it: reply with the functions "
-                       "make_features and fit_predict (and the imports they need) in one ```python block. No other "
-                       "text.")
-_SHORTER_FUNCTIONS = "Reply again with shorter make_features and fit_predict: no comments, no explanations."
+_CODE_ONLY_SCAFFOLD = ("That reply named the approach but held no code. Now write it: reply with the function "
+                       "fit_predict (and the imports it needs) in one ```python block. No other text.")
+_SHORTER_FUNCTIONS = "Reply again with a shorter fit_predict: no comments, no explanations."
+# What the scaffold leaves to write (prompts/scaffold.j2): code built on it whose functions are still
+# empty would only fail when run.
+_STUB = re.compile(r'raise NotImplementedError\("write \w+"\)')
+_SCAFFOLD_FUNCTIONS = ("make_features", "fit_predict")
 
 
 def _shown(text: str, cut: bool) -> str:
@@ -128,6 +132,12 @@ class Strategy(ABC):
                     raise EditError("the reply was cut off at the output limit before it ended, so none of it "
                                     "was applied")
                 code, summary = new_code(completion.text, current)
+                stubs = unwritten(code, _SCAFFOLD_FUNCTIONS) if current is not None and _STUB.search(current) else []
+                if stubs:
+                    names = " and ".join(stubs)
+                    raise EditError(f"{names} {'has' if len(stubs) == 1 else 'have'} no body yet (only a "
+                                    f"docstring, pass or NotImplementedError): write the code of {names} that does "
+                                    "its job")
                 return code, summary or announced
             except EditError as exc:
                 announced = announced or summary_line(completion.text)
@@ -157,7 +167,9 @@ class Strategy(ABC):
         avoid = [*self.sibling_approaches(), *(also_avoid or [])]
         scaffold = self.scaffold()
         messages = self.services.prompts.messages("draft", **self.context().variables(), avoid=avoid,
-                                                  failures=failures, scaffold=scaffold)
+                                                  failures=failures, scaffold=scaffold,
+                                                  stub=function_head(scaffold, "fit_predict") if scaffold else None)
+        record.scaffolded = scaffold is not None
         code, approach = self.ask_code(messages, scaffold, "draft", meter)
         record.hypothesis = approach or "first complete solution"
         # A strong model may answer a scaffolded draft with a program of its own; then it was not scaffolded.

@@ -104,6 +104,7 @@ def sample_context() -> dict[str, Any]:
                            excerpt=">>    8 | X, y = train.drop(columns=[\"id\", \"target\"]), train[\"target\"]",
                            tables=["input/train.csv: id, age, city, churned"]),
         "plan": sample_scaffold_plan(),
-        "scaffold": "def make_features(frame):\n    raise NotImplementedError\n",
+        "scaffold": "def fit_predict(X, y, X_new):\n    raise NotImplementedError(\"write fit_predict\")\n",
+        "stub": "def fit_predict(X, y, X_new):\n    \"\"\"Train a model on X, y and predict X_new.\"\"\"",
         "earlier": ["attempt 1: exited with code 1 -> changed: fix the column name"],
     }

@@ -403,8 +403,11 @@ def test_server_command_gives_each_trace_a_slot_with_its_own_context() -> None:
     # llama-server divides --ctx-size among its slots: 3 traces of 8192 tokens need 24576.
     assert (opts["--parallel"], opts["--ctx-size"]) == ("3", "24576")
     assert (opts["-m"], opts["--host"], opts["--port"]) == ("/m.gguf", "127.0.0.1", "8080")
-    one = server_command(Path("/bin/llama-server"), Path("/m.gguf"), port=1, slots=1, ctx_per_slot=4096, threads=2)
-    assert one[-6:] == ["--ctx-size", "4096", "--alias", "qwen2.5-coder", "-t", "2"]
+    one = server_command(Path("/bin/llama-server"), Path("/w/qwen2.5-coder-0.5b.gguf"), port=1, slots=1,
+                         ctx_per_slot=4096, threads=2)
+    # Served under the weights' name, whose stated size lets `scaffold = "auto"` tell a weak model.
+    assert one[-6:] == ["--ctx-size", "4096", "--alias", "qwen2.5-coder-0.5b", "-t", "2"]
+    assert server_command(Path("/b"), Path("/m.gguf"), port=1, alias="mine")[-2:] == ["--alias", "mine"]
     with pytest.raises(ConfigError, match="at least 1 slot"):
         server_command(Path("/bin/llama-server"), Path("/m.gguf"), port=1, slots=0)
 

@@ -51,10 +51,10 @@ def test_a_scaffolded_draft_runs_and_is_marked_scaffolded(tmp_path, competition,
     assert code.startswith("# gome scaffold") and "def fit_predict(X, y, X_new):\n    model = make_pipeline" in code
     assert "raise NotImplementedError" not in code
     # The diff is what the model wrote into the skeleton.
-    assert (step.lines_added, step.lines_removed) == (6, 10)  # imports and bodies in, stubs out
+    assert (step.lines_added, step.lines_removed) == (6, 18)  # imports and bodies in; stub and default out
     (prompt,) = script.prompts("draft")
     assert "## The scaffold" in prompt and 'raise NotImplementedError("write fit_predict")' in prompt
-    assert "one ```python block with your two functions `make_features` and `fit_predict`" in prompt
+    assert "one ```python block with your `fit_predict` function (and your `make_features` if you rewrite it)" in prompt
 
 
 @pytest.mark.parametrize(("model", "scaffolded"), [("qwen2.5-coder-0.5b", True), ("fake-model", False)])
@@ -116,3 +116,21 @@ def test_repairs_stop_after_the_configured_number_then_a_fresh_draft(tmp_path, c
     steps = steps_of(config)
     assert [(s.status, s.repairs) for s in steps] == [("failed", None), ("failed", 1), ("accepted", None)]
     assert len(script.prompts("debug")) == 1 and len(script.prompts("draft")) == 2
+
+
+def test_a_scaffolded_reply_that_leaves_the_model_unwritten_is_re_asked_without_a_run(tmp_path, competition, fake_llm,
+                                                                                       monkeypatch):
+    stub = ("Approach: a model\n```python\ndef fit_predict(X, y, X_new):\n"
+            "    raise NotImplementedError(\"write fit_predict\")\n```\n")
+    # The 0.5B model's other habit: the function's head and docstring given back, with no body.
+    head = '```python\ndef fit_predict(X, y, X_new):\n    """Train a model."""\n```\n'
+    script = Script().add("task_analysis", analysis_reply()).add("draft", stub, head, FUNCTIONS)
+    fake_llm.set_responder(script)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1, scaffold="on")
+    start(config, monkeypatch)
+    (step,) = steps_of(config)
+    assert step.status == "accepted" and step.scaffolded and (step.runs, step.smoke_runs) == (1, 1)
+    first, again, third = script.prompts("draft")
+    problem = ("fit_predict has no body yet (only a docstring, pass or NotImplementedError): write the code of "
+               "fit_predict that does its job")
+    assert problem in again and problem in third

@@ -80,14 +80,14 @@ def test_a_filled_scaffold_runs_and_reports_what_gome_measures(tmp_path, competi
     assert (plan.kind, plan.metric, plan.train_file, plan.test_file) == (kind, metric, "train.csv", "test.csv")
     skeleton = Prompts().render("scaffold", plan=plan)
 
-    # The skeleton alone learns nothing: it stops at the first function left to write.
+    # The skeleton alone learns nothing: it stops at the model, left to write.
     attempt = tmp_path / "attempt"
     attempt.mkdir()
     (attempt / "input").symlink_to(validation / "input")
     copy_folds(validation, attempt)
     (attempt / "main.py").write_text(skeleton)
     empty = subprocess.run([sys.executable, "main.py"], cwd=attempt, capture_output=True, text=True)
-    assert empty.returncode == 1 and "NotImplementedError: write make_features" in empty.stderr
+    assert empty.returncode == 1 and "NotImplementedError: write fit_predict" in empty.stderr
 
     code, approach = new_code(f"Approach: plain model\n```python\n{FEATURES}\n{FIT[kind]}```\n", skeleton)
     assert approach == "plain model" and "raise NotImplementedError" not in code
