@@ -29,13 +29,22 @@ from pydantic import BaseModel
 from gome_agent import jsonl
 from gome_agent.bench.competitions import Competition
 from gome_agent.bench.grading import CompetitionReport, grade_csv, read_leaderboard, score_csv
-from gome_agent.bench.peers import AIDE, DEFAULT_AIDE_VENV, aide_llm_variables, ensure_aide_venv, run_aide
+from gome_agent.bench.peers import (
+    AIDE,
+    DEFAULT_AIDE_VENV,
+    RUN_RECORD,
+    PeerRunRecord,
+    aide_llm_variables,
+    ensure_aide_venv,
+    run_aide,
+)
 from gome_agent.bench.prepare import load_competition
 from gome_agent.config import RunConfig
 from gome_agent.errors import ConfigError
 from gome_agent.llm.config import LLMConfig
 from gome_agent.run.coordinator import run
 from gome_agent.strategies import STRATEGIES
+from gome_agent.views.runview import RunView
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +109,79 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
         cells.append(f"{row['normalized_score']['mean']:.3f} ± {row['normalized_score']['sem']:.3f}")
         lines.append(f"| {strategy} | {row['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+class RunDetail(BaseModel):
+    """What one run's folder says beyond its grade: who wrote the submission, when the first valid
+    solution came, and how many accepted steps improved on one (the #14 measures)."""
+
+    competition_id: str
+    strategy: str
+    seed: int
+    valid: bool
+    model_written: bool  # the submission came from the model's code, not gome's fallback (or no file at all)
+    source: str  # gome: step / final_selection / refit / fallback; aide: its own record; "none"
+    steps: int
+    improvements: int | None  # accepted steps that beat an earlier valid solution (None: not known for a peer)
+    first_valid_s: float | None
+    score: float | None
+    normalized_score: float
+
+
+def run_detail(result: RunResult) -> RunDetail:
+    """The details of a finished benchmark run, read from its folder."""
+    workdir = Path(result.workdir)
+    valid = bool(result.report.get("valid_submission"))
+    common = {"competition_id": result.competition_id, "strategy": result.strategy, "seed": result.seed,
+              "valid": valid, "steps": result.steps, "score": result.report.get("score"),
+              "normalized_score": result.normalized_score}
+    peer = workdir / RUN_RECORD
+    if result.strategy == AIDE or peer.is_file():
+        record = PeerRunRecord.model_validate_json(peer.read_text(encoding="utf-8")) if peer.is_file() else None
+        source = record.submission_source if record is not None else "none"
+        return RunDetail(**common, model_written=valid, source=source, improvements=None, first_valid_s=None)
+    view = RunView.load(workdir)
+    best = view.best
+    source = best.source if best is not None else "none"
+    improvements = sum(1 for t in view.traces for step in t.steps if step.accepted and step.gain is not None)
+    return RunDetail(**common, model_written=valid and source not in ("fallback", "none"), source=source,
+                     improvements=improvements, first_valid_s=view.first_valid_s)
+
+
+def details_table(details: list[RunDetail]) -> str:
+    """Per competition and strategy, as Markdown."""
+    lines = ["| competition | strategy | seed | valid | model-written | source | steps | improvements after the first "
+             "valid | first valid | score | normalized |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for d in sorted(details, key=lambda d: (d.competition_id, d.strategy, d.seed)):
+        first = f"{d.first_valid_s / 60:.1f} min" if d.first_valid_s is not None else "-"
+        score = f"{d.score:.4g}" if d.score is not None else "-"
+        improvements = "n/a" if d.improvements is None else str(d.improvements)
+        lines.append(f"| {d.competition_id} | {d.strategy} | {d.seed} | {'yes' if d.valid else 'no'} | "
+                     f"{'yes' if d.model_written else 'no'} | {d.source} | {d.steps} | {improvements} | {first} | "
+                     f"{score} | {d.normalized_score:.3f} |")
+    per_strategy = sorted({d.strategy for d in details})
+    lines.append("")
+    lines.append("| strategy | runs | model-written valid | with an accepted improvement |")
+    lines.append("|---|---|---|---|")
+    for strategy in per_strategy:
+        mine = [d for d in details if d.strategy == strategy]
+        written = [d for d in mine if d.model_written]
+        improved = "n/a" if all(d.improvements is None for d in mine) else str(sum(bool(d.improvements) for d in written))
+        lines.append(f"| {strategy} | {len(mine)} | {len(written)} | {improved} |")
+    return "\n".join(lines)
+
+
+def summarize_folder(out: Path) -> tuple[dict[str, dict[str, Any]], list[RunDetail]]:
+    """The summary and the per-run details of a results folder, written next to its results."""
+    results = [RunResult.model_validate(r) for r in jsonl.iter_raw(out / "results.jsonl")]
+    if not results:
+        raise ConfigError(f"{out / 'results.jsonl'} holds no results (run gome bench run --out {out} first)")
+    summary = summarize(results)
+    details = [run_detail(r) for r in results]
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out / "summary.md").write_text(table(summary) + "\n\n" + details_table(details) + "\n", encoding="utf-8")
+    jsonl.write_json(out / "details.json", [d.model_dump() for d in details])
+    return summary, details
 
 
 def _max_run_s(base: dict[str, Any], time_limit_s: float) -> float:
@@ -169,8 +251,5 @@ def compare(
                 )
                 jsonl.append(results_path, result)
                 done[key] = result
-    results = [r for r in done.values() if r.competition_id in competitions and r.strategy in strategies]
-    summary = summarize(results)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    (out / "summary.md").write_text(table(summary) + "\n", encoding="utf-8")
+    summary, _ = summarize_folder(out)
     return summary

@@ -39,6 +39,7 @@ _SHORTER_EDITS = ("Reply again, shorter: the `Change:` line and only the SEARCH/
                   "each SEARCH as short as uniqueness allows, no whole file and no explanations.")
 _SHORTER_FILE = "Reply again with a more compact main.py: no comments, no unused code, no explanations."
 _SHOWN_CUT_CHARS = 4000  # of a cut reply, what goes back to the model with the re-ask
+SCAFFOLD_REPLY_TOKENS = 1024  # output limit of a scaffolded draft's replies (fit_predict, maybe make_features)
 # Small local models often answer a draft with its `Approach:` line alone and repeat that when simply
 # asked again; a re-ask that names what was missing and asks for the code alone gets code more often.
 _CODE_ONLY = ("That reply named the approach but held no code. Now write that solution: reply with the complete "
@@ -122,9 +123,13 @@ class Strategy(ABC):
         tags = {"trace": self.index, "step": self.state.next_step}
         re_asks, whole_file = self.opt.max_reply_edit_retries, False
         announced = ""  # a summary line of an earlier reply, kept when the code comes in a later one
+        # A scaffolded draft needs a function or two: a small model's runaway reply (it repeats itself up to
+        # the output limit, minutes on a CPU) is cut much earlier.
+        limit = min(SCAFFOLD_REPLY_TOKENS, self.cfg.llm.max_output_tokens) if role == "draft" and current else None
         for attempt in itertools.count():
             completion = self.services.llm.complete(messages, role=role, deadline=self.services.budget.deadline,
-                                                    tags={**tags, "reask": attempt} if attempt else tags)
+                                                    tags={**tags, "reask": attempt} if attempt else tags,
+                                                    max_output_tokens=limit)
             meter.add(completion)
             cut = completion.cut
             try:

@@ -68,6 +68,14 @@ def test_compare_runs_grades_and_resumes(tmp_path, fake_llm):
     assert baseline == pytest.approx(0.5) and best > 0.9
     assert all(r["normalized_score"] == pytest.approx(0.0) for r in rows)
     assert (out / "summary.md").read_text().startswith("| strategy |")
+    # Per run: who wrote the submission. The scripted solutions write no held-out predictions, so every
+    # step fails and the valid submission graded is gome's fallback: valid, but not model-written.
+    details = {d["strategy"]: d for d in json.loads((out / "details.json").read_text())}
+    for strategy in ("gome", "tree"):
+        detail = details[strategy]
+        assert (detail["valid"], detail["model_written"], detail["source"]) == (True, False, "fallback")
+        assert (detail["first_valid_s"], detail["improvements"], detail["steps"]) == (None, 0, 2)
+    assert "| gome | 1 | 0 | 0 |" in (out / "summary.md").read_text()
     requests = len(fake_llm.requests)
     compare(data_dir=data, out=out, competitions=["breast-cancer"], strategies=["gome", "tree"], seeds=1,
             llm=llm, time_limit_s=600, base=base)

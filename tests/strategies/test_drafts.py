@@ -52,6 +52,9 @@ def test_a_scaffolded_draft_runs_and_is_marked_scaffolded(tmp_path, competition,
     assert "raise NotImplementedError" not in code
     # The diff is what the model wrote into the skeleton.
     assert (step.lines_added, step.lines_removed) == (6, 18)  # imports and bodies in; stub and default out
+    # Its reply is capped well below the run's output limit: it needs a function or two.
+    (request,) = [r for r in fake_llm.requests if "## The scaffold" in r.text]
+    assert request.body["max_tokens"] == 1024 and config.llm.max_output_tokens > 1024
     (prompt,) = script.prompts("draft")
     assert "## The scaffold" in prompt and 'raise NotImplementedError("write fit_predict")' in prompt
     assert "one ```python block with your `fit_predict` function (and your `make_features` if you rewrite it)" in prompt
