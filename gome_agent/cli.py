@@ -46,7 +46,8 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["prompts_dir"] = args.prompts_dir
     if args.higher_is_better is not None:
         out["higher_is_better"] = args.higher_is_better
-    for flag, key in (("model", "model"), ("provider", "provider"), ("base_url", "base_url"), ("api", "api")):
+    for flag, key in (("model", "model"), ("provider", "provider"), ("base_url", "base_url"), ("api", "api"),
+                      ("max_run_cost_usd", "max_run_cost_usd"), ("max_run_tokens", "max_run_tokens")):
         if getattr(args, flag) is not None:
             llm[key] = getattr(args, flag)
     if args.traces is not None:
@@ -81,7 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gome_agent.run.coordinator import resume, run
 
     if args.resume is not None:
-        given = [f for f in ("data_dir", "workdir", "config", "model", "provider", "base_url", "traces") if getattr(args, f)]
+        given = [f for f in ("data_dir", "workdir", "config", "model", "provider", "base_url", "traces",
+                             "max_run_cost_usd", "max_run_tokens") if getattr(args, f)]
         if given:
             raise ConfigError(f"--resume continues a run with its recorded settings; drop {', '.join('--' + g.replace('_', '-') for g in given)}")
         summary = resume(args.resume, time_limit_s=parse_duration(args.time_limit) if args.time_limit else None)
@@ -252,6 +254,15 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_summary(args: argparse.Namespace) -> int:
+    from gome_agent.bench.compare import details_table, summarize_folder, table
+
+    summary, details = summarize_folder(args.out)
+    print(table(summary) + "\n\n" + details_table(details))
+    print(f"written: {args.out / 'summary.md'}, {args.out / 'details.json'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gome_agent.bench.demo import demo
 
@@ -298,6 +309,14 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
             return 0
 
 
+def _spend_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-run-cost-usd", type=float,
+                        help="cap of the run's LLM spend in USD: once reached, the traces take no new step and the "
+                        "final selection still runs (llm.max_run_cost_usd)")
+    parser.add_argument("--max-run-tokens", type=int,
+                        help="the same cap in input and output tokens (llm.max_run_tokens)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gome",
@@ -336,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--python", help="interpreter that runs the solutions")
     run.add_argument("--max-run-minutes", type=float, help="longest single solution run")
     run.add_argument("--memory-limit-gb", type=float, help="memory limit of one solution run")
+    _spend_flags(run)
     run.set_defaults(func=cmd_run)
 
     mle = sub.add_parser("mlebench", help="run inside MLE-bench's agent container (start.sh calls it)")
@@ -350,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     mle.add_argument("--traces", type=int, help="traces run at once (default 3)")
     mle.add_argument("--strategy", choices=list(STRATEGIES), help="gome (default), or the tree-search baseline")
     mle.add_argument("--max-run-minutes", type=float, help="longest single solution run (default: min(60, budget/4))")
+    _spend_flags(mle)
     # MLE-bench renders every kwarg as `--key value`, so switches take an optional value.
     mle.add_argument("--no-momentum", nargs="?", const="true", help="ablation: no success memory")
     mle.add_argument("--direct", nargs="?", const="true", help="ablation: no structured diagnosis")
@@ -445,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="virtual environment of the aide strategy: used as it is when it has aideml, else aideml is "
                       "installed there (default ~/.cache/gome-agent/peers/aide-0.2.2)")
     brun.set_defaults(func=cmd_bench_run)
+    bsum = bsub.add_parser("summary", help="the summary and per-run details of a gome bench run results folder")
+    bsum.add_argument("--out", type=Path, required=True, help="the results folder of gome bench run")
+    bsum.set_defaults(func=cmd_bench_summary)
 
     dem = sub.add_parser("demo", help="no API key needed: a local model runs Gome on a small competition")
     dem.add_argument("--out", type=Path, default=Path("gome-demo"), help="folder for everything the demo makes")

@@ -129,6 +129,13 @@ class ExecutionConfig(_Strict):
     max_run_minutes: float | None = Field(None, gt=0, description="longest single run (default: min(60, budget/4))")
     min_run_seconds: float = Field(30.0, gt=0, description="no new step starts when less than this is left for its run")
     max_log_mb: float = Field(20.0, gt=0)
+    keep_outputs: Literal["needed", "all"] = Field(
+        "needed", description="needed: once a step is recorded, its attempt folders keep main.py, scores.json and the "
+        "logs, and those of the steps that may still be submitted their submission and held-out predictions; the rest "
+        "of what the solutions wrote is deleted (records/housekeeping.py). all: keep everything")
+    min_free_disk_gb: float = Field(
+        1.0, ge=0, description="no solution run starts while the run folder's file system has less free space "
+        "(the step fails, saying so, and the traces wait for space)")
     simulate_gpu_mb: int | None = Field(None, gt=0, description="schedule against a simulated GPU of this size (benchmarks, tests)")
     hidden_paths: list[Path] = Field(
         default_factory=list,

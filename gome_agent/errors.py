@@ -42,3 +42,7 @@ class LLMOutputError(LLMError):
 
 class ExecutorError(GomeError):
     """A solution could not be started (not: the solution itself failed)."""
+
+
+class SpendCapReached(GomeError):
+    """The run's LLM spend reached a cap (llm.max_run_cost_usd, llm.max_run_tokens): no more calls."""

@@ -282,7 +282,7 @@ def run_case(case: Case, protocol: Protocol, competition: Competition, workdir: 
         optimizer={"max_steps": len(case.schedule) + 1, "max_debug": 0, "min_improvement": 0.0,
                    **settings["optimizer"]},
         validation=settings["validation"],
-        execution={"max_run_minutes": 5, "sandbox": "auto"},
+        execution={"max_run_minutes": 5, "sandbox": "auto", "keep_outputs": "all"},  # every step's submission is graded
     )
     llm = LLMClient(config.llm, workdir / "llm_calls.jsonl",
                     provider=ScriptedProvider(ScheduledPolicy(case.schedule, case.seed)))

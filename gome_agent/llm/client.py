@@ -4,7 +4,8 @@ Every call (not every attempt) appends one LLMCallRecord to llm_calls.jsonl, fai
 included, and adds its tokens and cost to the client's UsageLedger. Each attempt holds a slot of
 the endpoint's concurrency limit (llm/concurrency.py; its record lives beside the call log, in
 `endpoints/`). The wall time of every call, waits and failed calls included, is added to the
-calling thread's LLM clock (`thread_llm_time`), which a step's meter reads.
+calling thread's LLM clock (`thread_llm_time`), which a step's meter reads. Once the run's spend
+reaches a cap (llm/spend.py), no call is made.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from gome_agent import jsonl
-from gome_agent.errors import LLMError, LLMOutputError
+from gome_agent.errors import LLMError, LLMOutputError, SpendCapReached
 from gome_agent.llm.concurrency import EndpointGate, Slot
 from gome_agent.llm.config import LLMConfig
 from gome_agent.llm.jsonparse import parse_json_as
 from gome_agent.llm.pricing import cost_usd, price_for
 from gome_agent.llm.providers import Provider, RawReply, build_provider
 from gome_agent.llm.retry import RetryLoop, TransientError
+from gome_agent.llm.spend import CallsLogTotals, Spend, cap_reached, check_priced
 from gome_agent.llm.types import Completion, LLMCallRecord, Message, Structured, Usage
 
 T = TypeVar("T", bound=BaseModel)
@@ -140,6 +142,9 @@ class LLMClient:
         self.calls_log = calls_log
         self.context = dict(context or {})
         self.ledger = UsageLedger()
+        check_priced(config)
+        capped = config.max_run_cost_usd is not None or config.max_run_tokens is not None
+        self._logged = CallsLogTotals(calls_log) if capped and calls_log is not None else None
         self._provider = provider if provider is not None else build_provider(config)
         self.gate: EndpointGate | None = None  # the scripted provider has no server to share
         if self._provider.name == "scripted":
@@ -156,6 +161,17 @@ class LLMClient:
         with self.gate.slot(deadline) as slot:
             yield slot
 
+    def spend_capped(self) -> str | None:
+        """Which cap of the run's LLM spend is reached (llm/spend.py), in words; None: calls may go on."""
+        if self.config.max_run_cost_usd is None and self.config.max_run_tokens is None:
+            return None
+        own = self.ledger.totals()
+        logged = self._logged.totals() if self._logged is not None else Spend()
+        # The run's log holds this client's calls too, unless writing it failed (a full disk).
+        spend = Spend(max(logged.tokens, own["input_tokens"] + own["output_tokens"]),
+                      max(logged.cost_usd, own["cost_usd"]))
+        return cap_reached(self.config, spend)
+
     def complete(
         self,
         messages: list[Message],
@@ -167,7 +183,11 @@ class LLMClient:
         tags: dict[str, Any] | None = None,
     ) -> Completion:
         """One reply. Raises LLMFatalError (retrying cannot help), LLMOutputError (empty or refused
-        reply) or LLMError (retries exhausted, deadline reached, request rejected)."""
+        reply), LLMError (retries exhausted, deadline reached, request rejected) or SpendCapReached
+        (the run's spend reached a cap: no call is made)."""
+        capped = self.spend_capped()
+        if capped is not None:
+            raise SpendCapReached(f"LLM spend cap reached: {capped}")
         model = self.config.model_for(role)
         limit = max_output_tokens or self.config.max_output_tokens
         loop = RetryLoop(

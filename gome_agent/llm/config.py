@@ -70,6 +70,12 @@ class LLMConfig(BaseModel):
         "an openai-compatible server gets 0.2 for debug and update unless set (fixes want the likeliest code)")
 
     prices: dict[str, Price] = Field(default_factory=dict)
+    # Caps of the whole run's spend, over every process and session (llm/spend.py).
+    max_run_cost_usd: float | None = Field(
+        default=None, gt=0, description="once the run's LLM calls cost this much (USD, from `prices` and the built-in "
+        "table), no further call is made: the traces take no new step, the final selection still runs")
+    max_run_tokens: int | None = Field(
+        default=None, ge=1, description="the same for the input and output tokens of the run's LLM calls")
 
     @field_validator("max_concurrent")
     @classmethod

@@ -144,7 +144,8 @@ def container_config(args: Any, env: Mapping[str, str] | None = None) -> tuple[R
         "mirror_submission_dir": paths.submission,
         "mirror_code_dir": paths.code,
     }
-    llm = {k: getattr(args, k) for k in ("model", "provider", "base_url", "api") if getattr(args, k) is not None}
+    llm = {k: getattr(args, k) for k in ("model", "provider", "base_url", "api", "max_run_cost_usd", "max_run_tokens")
+           if getattr(args, k) is not None}
     if llm:
         overrides["llm"] = llm
     if args.traces is not None:

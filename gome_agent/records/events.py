@@ -203,6 +203,14 @@ class RunFinished(_Event):
     usage: dict[str, Any] = Field(default_factory=dict)
 
 
+class SpendCapped(_Event):
+    """The run's LLM spend reached a cap (llm.max_run_cost_usd, llm.max_run_tokens): the traces take no
+    new step, and the final selection still runs."""
+
+    type: Literal["spend_cap"] = "spend_cap"
+    message: str
+
+
 class Note(_Event):
     """Anything else worth knowing: a warning, a fatal error, a trace stopping."""
 
@@ -214,7 +222,7 @@ class Note(_Event):
 
 Event = Annotated[
     RunStarted | TaskAnalyzed | StepRecord | DraftApproach | BestUpdated | FinalSelection | Refit | TraceExited
-    | FallbackWritten | RunFinished | Note,
+    | FallbackWritten | RunFinished | SpendCapped | Note,
     Field(discriminator="type"),
 ]
 _EVENT = TypeAdapter(Event)

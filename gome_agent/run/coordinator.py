@@ -15,7 +15,8 @@ Run folder layout:
     llm_calls.jsonl    every LLM call
     memory/            the shared success memory and step clock
     scheduler/         GPU/CPU leases shared by the traces
-    traces/t<i>/s<step>/a<attempt>/   each attempt's main.py, outputs and logs
+    traces/t<i>/s<step>/a<attempt>/   each attempt's main.py, scores and logs (and, while it may be
+                       submitted, its submission; the rest goes once the step is recorded)
     logs/trace<i>.log  each trace process's log
     final/             re-runs of the final selection
     submission/submission.csv, code/main.py, code/best.json   the best so far
@@ -52,9 +53,11 @@ from gome_agent.records.events import (
     Refit,
     RunFinished,
     RunStarted,
+    SpendCapped,
     TaskAnalyzed,
     TraceExited,
 )
+from gome_agent.records.housekeeping import free_space_problem
 from gome_agent.run.refit import refit, refit_time_s
 from gome_agent.run.selection import FinalSelector, pick_candidates, sized_reserve
 from gome_agent.run.worker import FATAL_EXIT, build_trace, load_config, load_task, make_executor, make_scheduler
@@ -288,6 +291,8 @@ class Run:
             ))
             if fitted is not None:
                 self._record(fitted)
+            if (short := free_space_problem(self.workdir, self.cfg.execution.min_free_disk_gb)) is not None:
+                self._record(Note(level="warning", message=f"{short}: solution runs wait until space is freed"))
             self.task = self._read_task(llm, prompts)
             self.keeper = BestKeeper.for_run(self.cfg, higher_is_better=self.task.higher_is_better)
             self.sample = load_sample_submission(self.task.sample_path, self.task.id_column)
@@ -326,7 +331,7 @@ class Run:
             steps=steps, submission=submission if submission.exists() else None, fatal=fatal,
         )
 
-    def _record(self, event: Note | TraceExited | FallbackWritten | Refit | RunFinished) -> None:
+    def _record(self, event: Note | TraceExited | FallbackWritten | Refit | RunFinished | SpendCapped) -> None:
         """Write a coordinator event; a full disk is logged, not fatal (the best submission is already in place)."""
         try:
             self.events.write(event)
@@ -389,6 +394,10 @@ class Run:
                     stop_sent = True
         if fatal_exits == self.cfg.traces:
             raise LLMFatalError("every trace stopped on an LLM error that retrying cannot fix; see events.jsonl")
+        capped = llm.spend_capped()
+        if capped is not None:
+            self._record(SpendCapped(message=capped))
+            return f"LLM spend cap reached: {capped}"
         if self.cfg.optimizer.max_steps is not None and all(
             len(self.events.steps(i)) >= self.cfg.optimizer.max_steps for i in range(self.cfg.traces)
         ):
@@ -456,6 +465,7 @@ class Run:
             scorer=holdout_scorer(self.task.holdout, self.workdir / "validation", id_column=self.task.id_column,
                                   tolerance_se=self.cfg.validation.tolerance_se,
                                   tolerance_relative=self.cfg.validation.tolerance_relative),
+            tidy=self.cfg.execution.keep_outputs == "needed",
         ).run()
 
     def _end_scheduler(self) -> ResourceScheduler:

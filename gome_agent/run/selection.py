@@ -31,7 +31,9 @@ from gome_agent.execution.executor import Executor, RunSpec
 from gome_agent.execution.scheduler import LeaseTimeout, ResourceScheduler, needs_gpu
 from gome_agent.optimizer.budget import Budget
 from gome_agent.records.best import BestKeeper
+from gome_agent.records.candidates import pick_candidates
 from gome_agent.records.events import EventLog, FinalSelection, Rerun, RerunOutcome, StepRecord
+from gome_agent.records.housekeeping import prune
 from gome_agent.task.analysis import Task
 from gome_agent.task.folds import FOLDS_FILE, copy_folds
 from gome_agent.task.holdout import HoldoutScorer
@@ -39,24 +41,6 @@ from gome_agent.task.sample import SampleSubmission
 from gome_agent.task.submission import check_outputs
 
 log = logging.getLogger(__name__)
-
-
-def pick_candidates(steps: list[StepRecord], task: Task, limit: int) -> list[StepRecord]:
-    """The best accepted step of every trace, then the next best overall, up to `limit`."""
-    accepted = [s for s in steps if s.accepted and s.score is not None and s.code_dir]
-    sign = 1.0 if task.higher_is_better else -1.0
-    accepted.sort(key=lambda s: sign * (s.score or 0.0), reverse=True)
-    chosen: list[StepRecord] = []
-    for trace in sorted({s.trace for s in accepted}):
-        chosen.append(next(s for s in accepted if s.trace == trace))
-    chosen.sort(key=lambda s: sign * (s.score or 0.0), reverse=True)
-    chosen = chosen[:limit]
-    for s in accepted:
-        if len(chosen) >= limit:
-            break
-        if s not in chosen:
-            chosen.append(s)
-    return chosen
 
 
 @dataclass
@@ -142,6 +126,7 @@ class FinalSelector:
         limit: int,
         slots: int,
         scorer: HoldoutScorer | None = None,
+        tidy: bool = True,
     ) -> None:
         self.workdir = workdir
         self.task = task
@@ -155,6 +140,7 @@ class FinalSelector:
         self.limit = limit
         self.slots = max(1, slots)
         self.scorer = scorer
+        self.tidy = tidy  # once scored, a re-run's folder keeps only its code, scores and logs
 
     def run(self) -> FinalSelection | None:
         candidates = pick_candidates(self.events.steps(), self.task, self.limit)
@@ -162,7 +148,7 @@ class FinalSelector:
             return None
         planned, skipped = plan_reruns(candidates, self.seeds, self.slots, self.budget.remaining_total() - 5.0)
         with ThreadPoolExecutor(max_workers=self.slots) as pool:
-            reruns = list(pool.map(lambda job: self._rerun(*job), planned))
+            reruns = list(pool.map(lambda job: self._tidied(self._rerun(*job)), planned))
         reruns += [_Rerun(step, seed, None, "no_time") for step, seed in skipped]
         results = []
         for cand in candidates:
@@ -205,10 +191,19 @@ class FinalSelector:
                 notes.append(f"{label}: another seed changed nothing (GOME_SEED ignored), not counted")
         return reason + ("; " + "; ".join(notes) if notes else "")
 
+    def _folder(self, step: StepRecord, seed: int) -> Path:
+        return self.workdir / "final" / f"t{step.trace}-s{step.step:04d}" / f"seed{seed}"
+
+    def _tidied(self, rerun: _Rerun) -> _Rerun:
+        """Delete what the scored re-run wrote that nothing reads again (records/housekeeping.py)."""
+        if self.tidy:
+            prune(self._folder(rerun.step, rerun.seed), submittable=False)
+        return rerun
+
     def _rerun(self, step: StepRecord, seed: int) -> _Rerun:
         assert step.code_dir is not None
         source = self.workdir / step.code_dir
-        folder = self.workdir / "final" / f"t{step.trace}-s{step.step:04d}" / f"seed{seed}"
+        folder = self._folder(step, seed)
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         shutil.copyfile(source / "main.py", folder / "main.py")

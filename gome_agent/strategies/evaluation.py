@@ -15,6 +15,7 @@ seeing the error and the earlier attempts.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from gome_agent.execution.failures import Cause, code_excerpt, failure_cause, la
 from gome_agent.execution.scheduler import LeaseTimeout, is_gpu_oom, needs_gpu
 from gome_agent.execution.static_check import check_code, tables_named
 from gome_agent.records.events import Note
+from gome_agent.records.housekeeping import free_space_problem
 from gome_agent.strategies.step import Meter, Services, StepFailed
 from gome_agent.strategies.views import Failure, tail
 from gome_agent.task.folds import FOLDS_FILE, copy_folds, folds_problem
@@ -46,6 +48,7 @@ STATIC_FAILED = "the static check of main.py found problems before any run (no r
 STATIC_PROBLEMS_KEPT = 30  # of the problems found in a step, recorded
 TRACEBACK_CHARS = 4000  # of the last traceback, shown to a fix whole up to this length
 TABLES_SHOWN, COLUMNS_SHOWN = 4, 40  # input tables (and columns of each) shown to a fix
+DISK_WAIT_S = 30.0  # between looks at the free disk space while it is too low for a run
 
 
 def smoke_folder(attempt_dir: Path) -> Path:
@@ -98,6 +101,7 @@ class Evaluator:
         self.prepared = False
         self.plan: SmokePlan | None = None  # read at the first step (written by the run's first trace)
         self.smoke: SmokeCheck | None = None  # None: no smoke runs
+        self.disk_noted = False  # the trace's wait for disk space is in the events
 
     def evaluate(self, code: str, step_dir: Path, goal: str, meter: Meter, *, max_debug: int, fix: Fix) -> Evaluation:
         self.prepare_inputs()
@@ -109,6 +113,9 @@ class Evaluator:
             self.write_attempt(ev.code, ev.attempt_dir)
             if not passed:
                 return ev
+            if (problem := self.short_of_disk()) is not None:
+                ev.message = f"not run: {problem}"
+                break
             failure = self.smoke_run(ev, smoke_folder(ev.attempt_dir), meter) if self.smoke else None
             if failure is None and ev.message != NO_TIME:
                 failure = self.full_run(ev, meter)
@@ -143,6 +150,25 @@ class Evaluator:
         return True
 
     # Before any run ------------------------------------------------------------------
+    def short_of_disk(self) -> str | None:
+        """Why no run may start now: too little free space where the run folder is (None: enough)."""
+        config = self.services.config
+        return free_space_problem(config.workdir, config.execution.min_free_disk_gb)
+
+    def wait_for_disk(self, stop: threading.Event) -> bool:
+        """While the disk is too full for a run, no step starts (its LLM calls would be wasted): say so
+        once in the events, wait a while, and return True; False when there is space."""
+        problem = self.short_of_disk()
+        if problem is None:
+            self.disk_noted = False
+            return False
+        if not self.disk_noted:
+            self.services.events.write(Note(level="warning", trace=self.index,
+                                            message=f"no new step until space is freed: {problem}"))
+            self.disk_noted = True
+        stop.wait(min(DISK_WAIT_S, max(0.0, self.services.budget.remaining())))
+        return True
+
     def prepare_inputs(self) -> None:
         """Read the run's smoke plan (the columns of its tables, the sampled data), writing it first
         when this trace is the run's first to get here; a plan that cannot be made leaves both

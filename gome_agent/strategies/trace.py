@@ -16,12 +16,13 @@ import shutil
 import threading
 import time
 
-from gome_agent.errors import LLMError, LLMFatalError, LLMOutputError
+from gome_agent.errors import LLMError, LLMFatalError, LLMOutputError, SpendCapReached
 from gome_agent.execution.scheduler import needs_gpu
 from gome_agent.optimizer.acceptance import threshold
 from gome_agent.optimizer.budget import format_duration
 from gome_agent.optimizer.edits import diff_size
 from gome_agent.records.events import BestUpdated, StepRecord, now_iso
+from gome_agent.records.housekeeping import submittable_dirs, tidy_step
 from gome_agent.strategies.base import Proposal, Strategy
 from gome_agent.strategies.evaluation import Evaluation, Evaluator
 from gome_agent.strategies.step import FailedDraft, Meter, Services, StepFailed, TraceState
@@ -59,13 +60,20 @@ class Trace:
         max_steps = self.cfg.optimizer.max_steps
         if max_steps is not None and len(self.state.steps) >= max_steps:
             return False
+        if self.services.llm.spend_capped() is not None:
+            return False  # the coordinator records why
         return self.services.budget.remaining() >= self.cfg.execution.min_run_seconds
 
     # The loop -----------------------------------------------------------------
     def run(self) -> None:
+        # Left by a step that was cut off before it was recorded (crash or stop): it is redone afresh, and
+        # its folder goes now, before the free disk space is looked at.
+        shutil.rmtree(self.folder / f"s{self.state.next_step:04d}", ignore_errors=True)
         if self.state.steps:
             self._reconcile()
         while self.can_step():
+            if self.evaluator.wait_for_disk(self._stop):
+                continue
             self.step()
             if self._consecutive_outages and self.can_step():
                 # The LLM layer already retried with backoff; during a longer provider outage,
@@ -86,6 +94,8 @@ class Trace:
             self._consecutive_outages = 0
         except LLMFatalError:
             raise
+        except SpendCapReached as exc:
+            record.status, record.message, record.lesson = "error", str(exc), f"Stopped: {exc}"
         except (LLMError, StepFailed) as exc:
             is_outage = isinstance(exc, LLMError) and not isinstance(exc, LLMOutputError)
             self._consecutive_outages = self._consecutive_outages + 1 if is_outage else 0
@@ -112,10 +122,6 @@ class Trace:
 
     def _begin(self) -> tuple[StepRecord, Meter]:
         number = self.state.next_step
-        step_dir = self.folder / f"s{number:04d}"
-        if step_dir.exists():
-            # Left by a step that was cut off before it was recorded (crash or stop): start it afresh.
-            shutil.rmtree(step_dir, ignore_errors=True)
         best = self.state.best
         record = StepRecord(
             trace=self.index, step=number, clock=self.services.memory.tick(),
@@ -137,6 +143,7 @@ class Trace:
         self.services.events.write(record)
         if record.accepted:
             self._publish(record)
+        self._tidy(record)
         log.info(
             "trace %d step %d [%s] %s: %s (score %s, best %s)",
             self.index, record.step, record.kind, record.status, record.hypothesis[:80],
@@ -255,3 +262,17 @@ class Trace:
         last, current = self.state.steps[-1], self.services.keeper.current()
         if last is self.state.best and (current is None or current.source != "final_selection"):
             self._offer(last)  # a no-op unless it beats the best in place
+        self._tidy(last)  # in case the kill came before it was tidied
+
+    def _tidy(self, record: StepRecord) -> None:
+        """Delete what the step's solutions wrote that nothing reads again (records/housekeeping.py)."""
+        if self.cfg.execution.keep_outputs == "all":
+            return
+        submittable = None
+        if record.accepted:  # an earlier accepted step of this trace may have stopped being a candidate
+            published = self.services.keeper.current()
+            submittable = submittable_dirs(self.services.events.steps(), self.services.task, self.cfg.final_candidates,
+                                           also=(record.code_dir, published.code_dir if published else None))
+        freed = tidy_step(self.cfg.workdir, self.folder / f"s{record.step:04d}", record,
+                          trace_steps=self.state.steps, submittable=submittable)
+        log.debug("trace %d step %d: %d bytes of solution outputs deleted", self.index, record.step, freed)

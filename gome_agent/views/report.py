@@ -495,6 +495,7 @@ def _context(view: RunView) -> dict[str, Any]:
         "best_score_in_place": fmt_score(best.score) if best else "-",
         "submission": str(view.submission) if view.submission else "",
         "fallback": view.fallback or "",
+        "spend_cap": view.spend_cap or "",
         "usage_total": _usage_row("all calls", view.usage.total),
         "usage_roles": _usage_rows(view.usage.by_role),
         "usage_models": _usage_rows(view.usage.by_model),

@@ -42,10 +42,12 @@ from gome_agent.records.events import (
     Refit,
     RunFinished,
     RunStarted,
+    SpendCapped,
     StepRecord,
     TaskAnalyzed,
     TraceExited,
 )
+from gome_agent.records.housekeeping import disk_bytes, format_bytes, free_bytes
 from gome_agent.records.runinfo import RunInfo
 from gome_agent.task.holdout import HoldoutPlan, scoring_note
 
@@ -355,6 +357,7 @@ class RunView:
     final_selection: FinalSelection | None
     refit: Refit | None  # the chosen solution trained again on every labelled row (run/refit.py)
     fallback: str | None
+    spend_cap: str | None  # which cap of the LLM spend stopped the traces
     usage: LLMTotals
     memory: list[MemoryEntry]
     notes: list[Note]
@@ -453,6 +456,8 @@ class RunView:
             f"{usage.output_tokens:,} output tokens, {fmt_usd(usage.cost_usd)}"
             + (f" (+{usage.unpriced} calls of unpriced models)" if usage.unpriced else "")
         )
+        if self.spend_cap is not None:
+            lines.append(_bounded(f"  spend cap reached, no new steps: {self.spend_cap}", SUMMARY_WIDTH))
         if usage.wait_s >= 1.0:
             lines.append(f"  LLM time {format_duration(usage.latency_s)}, of which waiting for the server "
                          f"{format_duration(usage.wait_s)}")
@@ -460,6 +465,8 @@ class RunView:
             models = sorted(self.usage.by_model.items(), key=lambda kv: -kv[1].cost_usd)[:4]
             lines.append("  by model: " + ", ".join(f"{name} {fmt_usd(row.cost_usd)}" for name, row in models))
         lines.append(f"memory: {len(self.memory)} successes")
+        lines.append(f"disk: the run folder holds {format_bytes(disk_bytes(self.workdir))}; "
+                     f"{format_bytes(free_bytes(self.workdir))} free")
         problems = [n for n in self.notes if n.level != "info"]
         if problems:
             last = problems[-1]
@@ -571,6 +578,8 @@ class RunReader:
         fallbacks = [e for e in records if isinstance(e, FallbackWritten)]
         selections = [e for e in records if isinstance(e, FinalSelection)]
         refits = [e for e in records if isinstance(e, Refit)]
+        # A cap recorded in an earlier session (then raised for a resume) no longer holds.
+        caps = [e for e in records if isinstance(e, SpendCapped | RunStarted)]
         exits = [e for e in records if isinstance(e, TraceExited)]
         return RunView(
             workdir=self.workdir,
@@ -585,6 +594,7 @@ class RunReader:
             final_selection=selections[-1] if selections else None,
             refit=refits[-1] if refits else None,
             fallback=fallbacks[-1].message if fallbacks else None,
+            spend_cap=caps[-1].message if caps and isinstance(caps[-1], SpendCapped) else None,
             usage=self._usage,
             memory=list(self._memory),
             notes=[e for e in records if isinstance(e, Note)],

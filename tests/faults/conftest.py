@@ -233,7 +233,9 @@ def fault_config(world: World, fake: FakeLLMServer, **overrides: Any) -> RunConf
         "llm": {"provider": "openai-compatible", "base_url": fake.base_url_openai, "model": "fake",
                 "backoff_base_s": 0.01, "backoff_max_s": 0.05, "max_attempts": 3, "request_timeout_s": 30},
         "optimizer": {"max_steps": 3, "max_debug": 0, "diversify_wait_s": 5},
-        "execution": {"max_run_minutes": 0.5, "min_run_seconds": 1, "memory_limit_gb": 2},
+        # Every attempt keeps what its solution wrote: the checker reads each one's environment (env.json),
+        # and the tests what an attack left behind.
+        "execution": {"max_run_minutes": 0.5, "min_run_seconds": 1, "memory_limit_gb": 2, "keep_outputs": "all"},
         "validation": {"scoring": "self-reported"},  # the scripted solutions' scores drive the runs
     }
     return build_config(values, overrides)

@@ -386,7 +386,9 @@ def test_obfuscated_runs_never_name_the_competition(tmp_path, competition, fake_
     obfuscated = "# Task\nPredict a binary label for each row.\n# Metric\nROC AUC.\n# Submission Format\nid,target\n"
     (home / "agent" / "obfuscated").mkdir()
     (home / "agent" / "obfuscated" / "breast-cancer.md").write_text(obfuscated)
-    result = start_sh(home, None, fake_llm.base_url_openai, env={"OBFUSCATE": "true"}, execution={"sandbox": sandbox})
+    # What each solution saw is read below from its attempt folder (by default it goes once the step is recorded).
+    result = start_sh(home, None, fake_llm.base_url_openai, env={"OBFUSCATE": "true"},
+                      execution={"sandbox": sandbox, "keep_outputs": "all"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert_extracted(home, competition)
     assert recorder.requests and not [r for r in recorder.requests if "breast-cancer" in r.lower()]

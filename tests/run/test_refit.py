@@ -35,7 +35,8 @@ def test_the_chosen_solution_is_refitted_on_every_labelled_row_and_submitted(tmp
                                                                                monkeypatch):
     fake_llm.set_responder(Script().add("task_analysis", analysis_reply())
                            .add("draft", full(COUNTING.replace("LIMIT", str(10**9)), "logistic regression")))
-    config = make_config(tmp_path, competition, fake_llm, max_steps=1, max_debug=0)
+    # The step's seen.json is read below (by default it goes once the step is recorded).
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1, max_debug=0, execution={"keep_outputs": "all"})
     start(config, monkeypatch)
     (step,) = steps_of(config)
     assert step.status == "accepted"

@@ -47,7 +47,9 @@ def test_every_trace_validates_on_the_same_harness_folds(tmp_path, competition, 
         .add("update", edit('X = ["mean_texture", "mean_radius"]', rewrite, "rewrite the folds"))
     )
     fake_llm.set_responder(script)
-    config = make_config(tmp_path, competition, fake_llm, max_steps=2, max_debug=0).model_copy(update={"traces": 2})
+    # Every attempt keeps its copy of the folds (by default the copies go once the step is recorded).
+    config = make_config(tmp_path, competition, fake_llm, max_steps=2, max_debug=0,
+                         execution={"keep_outputs": "all"}).model_copy(update={"traces": 2})
     start(config, monkeypatch)
     master = (config.workdir / "validation" / "folds.csv").read_bytes()
     notes = [e.message for e in EventLog(config.workdir / "events.jsonl").read() if isinstance(e, Note)]

@@ -98,7 +98,8 @@ def test_a_correct_solution_passes_the_checks_and_the_smoke_run_then_runs_in_ful
                                                                                   monkeypatch):
     script = Script().add("task_analysis", analysis_reply()).add("draft", full(DRAFT))
     fake_llm.set_responder(script)
-    config = make_config(tmp_path, competition, fake_llm, max_steps=1)
+    # The smoke run's sampled input and outputs are looked at below (by default they go once the step is recorded).
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1, execution={"keep_outputs": "all"})
     start(config, monkeypatch)
     (step,) = steps_of(config)
     assert step.status == "accepted" and not script.prompts("debug")
