@@ -140,7 +140,10 @@ def run_detail(result: RunResult) -> RunDetail:
         record = PeerRunRecord.model_validate_json(peer.read_text(encoding="utf-8")) if peer.is_file() else None
         source = record.submission_source if record is not None else "none"
         return RunDetail(**common, model_written=valid, source=source, improvements=None, first_valid_s=None)
-    view = RunView.load(workdir)
+    try:
+        view = RunView.load(workdir)
+    except ConfigError:  # no run folder left (moved, or the run never started): nothing says who wrote it
+        return RunDetail(**common, model_written=False, source="unknown", improvements=None, first_valid_s=None)
     best = view.best
     source = best.source if best is not None else "none"
     improvements = sum(1 for t in view.traces for step in t.steps if step.accepted and step.gain is not None)

@@ -208,6 +208,9 @@ def test_bench_run_and_demo_hide_the_answers_and_the_leaderboard(tmp_path, monke
                            base={"execution": {"hidden_paths": ["/elsewhere"], "min_run_seconds": 1}})
     assert seen[0].execution.hidden_paths == [Path("/elsewhere"), *expected]
     assert seen[0].execution.min_run_seconds == 1
+    # A folder that holds no gome run cannot say who wrote its submission.
+    (detail,) = json.loads((tmp_path / "out" / "details.json").read_text())
+    assert (detail["valid"], detail["model_written"], detail["source"]) == (True, False, "unknown")
 
     server = SimpleNamespace(base_url_openai="http://127.0.0.1:1/v1", model="m")
     monkeypatch.setattr(demo_module, "prepare", lambda data, only: None)
