@@ -235,6 +235,32 @@ def unwritten(code: str, names: tuple[str, ...]) -> list[str]:
             if isinstance(node, ast.FunctionDef) and node.name in names and _empty(node.body)]
 
 
+_OPEN_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n")
+_TOP_LEVEL = re.compile(r"^(?:def |class |async def |@)", re.MULTILINE)
+
+
+def salvage_cut(reply: str, current: str) -> str | None:
+    """From a reply cut off at the output limit, `current` with the functions the reply finished spliced
+    in (see `splice`); None when it finished none of `current`'s functions.
+
+    Only whole top-level definitions before the cut are taken, never a piece of one, so nothing is
+    half-applied: a small model often copies the whole scaffold around the one function it writes and
+    runs out of tokens after it."""
+    opening = _OPEN_FENCE.search(reply)
+    if opening is None:
+        return None
+    code = reply[opening.end():]
+    # The longest prefix that parses and ends where a top-level definition starts.
+    for cut in sorted((m.start() for m in _TOP_LEVEL.finditer(code)), reverse=True):
+        prefix = code[:cut]
+        try:
+            ast.parse(prefix)
+        except SyntaxError:
+            continue
+        return splice(current, prefix)
+    return None
+
+
 def new_code(reply: str, current: str | None) -> tuple[str, str]:
     """The new main.py and the reply's summary line; raises EditError when it cannot be built.
 

@@ -19,7 +19,14 @@ from typing import ClassVar
 
 from gome_agent.llm.types import Message
 from gome_agent.optimizer import budget as budget_mod
-from gome_agent.optimizer.edits import EditError, function_head, new_code, summary_line, unwritten
+from gome_agent.optimizer.edits import (
+    EditError,
+    function_head,
+    new_code,
+    salvage_cut,
+    summary_line,
+    unwritten,
+)
 from gome_agent.records.events import DraftApproach, StepRecord
 from gome_agent.strategies.step import FailedDraft, Meter, Services, StepFailed, TraceState
 from gome_agent.strategies.views import (
@@ -47,7 +54,8 @@ _CODE_ONLY = ("That reply named the approach but held no code. Now write that so
               "contract above. No other text.")
 _CODE_ONLY_SCAFFOLD = ("That reply named the approach but held no code. Now write it: reply with the function "
                        "fit_predict (and the imports it needs) in one ```python block. No other text.")
-_SHORTER_FUNCTIONS = "Reply again with a shorter fit_predict: no comments, no explanations."
+_SHORTER_FUNCTIONS = ("Reply with only the function fit_predict (its def line, its body and the imports it needs) "
+                      "in one ```python block, not the whole file.")
 # What the scaffold leaves to write (prompts/scaffold.j2): code built on it whose functions are still
 # empty would only fail when run.
 _STUB = re.compile(r'raise NotImplementedError\("write \w+"\)')
@@ -115,8 +123,9 @@ class Strategy(ABC):
     def ask_code(self, messages: list[Message], current: str | None, role: str, meter: Meter) -> tuple[str, str]:
         """Ask for code. Returns the new code and the reply's own summary of it.
 
-        A reply cut off at the output limit is never applied, not even its complete edit blocks;
-        it is re-asked with that reason (edits only, or a more compact file). A reply whose edits
+        A reply cut off at the output limit is never applied, not even its complete edit blocks (only a
+        scaffolded draft keeps the functions it finished: `salvage_cut`); it is re-asked with that reason
+        (edits only, or a more compact file). A reply whose edits
         do not apply is re-asked with the exact reason (`max_reply_edit_retries` times); when its
         edits still fail, the whole file is asked for once before the step gives up (StepFailed).
         """
@@ -133,10 +142,12 @@ class Strategy(ABC):
             meter.add(completion)
             cut = completion.cut
             try:
-                if cut:
+                salvaged = salvage_cut(completion.text, current) if cut and role == "draft" and current else None
+                if cut and salvaged is None:
                     raise EditError("the reply was cut off at the output limit before it ended, so none of it "
                                     "was applied")
-                code, summary = new_code(completion.text, current)
+                code, summary = (salvaged, summary_line(completion.text)) if salvaged else new_code(completion.text,
+                                                                                                    current)
                 stubs = unwritten(code, _SCAFFOLD_FUNCTIONS) if current is not None and _STUB.search(current) else []
                 if stubs:
                     names = " and ".join(stubs)

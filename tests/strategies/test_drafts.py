@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from gome_agent.bench.competitions import build_breast_cancer
+from tests.fake_llm import Reply
 from tests.scripted_agent import DRAFT, Script, analysis_reply, edit, full
 from tests.strategies.test_trace import make_config, start, steps_of
 
@@ -137,3 +138,32 @@ def test_a_scaffolded_reply_that_leaves_the_model_unwritten_is_re_asked_without_
     problem = ("fit_predict has no body yet (only a docstring, pass or NotImplementedError): write the code of "
                "fit_predict that does its job")
     assert problem in again and problem in third
+
+
+def test_a_cut_scaffolded_reply_keeps_the_functions_it_finished(tmp_path, competition, fake_llm, monkeypatch):
+    # The 0.5B model's habit: it copies the whole scaffold around fit_predict and runs out of tokens after it.
+    code = FUNCTIONS.split("```python\n")[1].split("```")[0]
+    cut = ("Approach: logistic regression\n```python\nimport numpy as np\n\nSEED = 0\n\n" + code
+           + "\n\ndef target(train):\n    y = (train[LABELS].astype(str) == POS")
+    script = Script().add("task_analysis", analysis_reply()).add("draft", Reply(text=cut, truncated=True))
+    fake_llm.set_responder(script)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1, scaffold="on")
+    start(config, monkeypatch)
+    (step,) = steps_of(config)
+    assert step.status == "accepted" and step.scaffolded and len(script.prompts("draft")) == 1
+    main = (config.workdir / step.code_dir / "main.py").read_text()
+    assert "model = make_pipeline(StandardScaler()" in main and "def target(train):\n" in main
+    assert "== POS\n" not in main  # nothing of the unfinished function
+
+
+def test_a_cut_reply_that_finished_no_function_is_re_asked_for_the_function_alone(tmp_path, competition, fake_llm,
+                                                                                  monkeypatch):
+    cut = "Approach: x\n```python\nimport numpy as np\n\ndef fit_predict(X, y, X_new):\n    model = Logis"
+    script = Script().add("task_analysis", analysis_reply()).add("draft", Reply(text=cut, truncated=True), FUNCTIONS)
+    fake_llm.set_responder(script)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1, scaffold="on")
+    start(config, monkeypatch)
+    (step,) = steps_of(config)
+    assert step.status == "accepted"
+    again = script.prompts("draft")[1]
+    assert "Reply with only the function fit_predict (its def line, its body and the imports it needs)" in again
