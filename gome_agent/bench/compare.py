@@ -40,8 +40,9 @@ from gome_agent.bench.peers import (
 )
 from gome_agent.bench.prepare import load_competition
 from gome_agent.config import RunConfig
-from gome_agent.errors import ConfigError
+from gome_agent.errors import ConfigError, TaskError
 from gome_agent.llm.config import LLMConfig
+from gome_agent.records.events import EventLog
 from gome_agent.run.coordinator import run
 from gome_agent.strategies import STRATEGIES
 from gome_agent.views.runview import RunView
@@ -243,8 +244,14 @@ def compare(
                         "data_dir": competition.public_dir, "workdir": workdir, "time_limit_s": time_limit_s,
                         "strategy": strategy, "seed": seed, "llm": llm, "execution": execution,
                     }
-                    ours = run(RunConfig.model_validate(values))
-                    steps, reason = ours.steps, ours.reason
+                    try:
+                        ours = run(RunConfig.model_validate(values))
+                        steps, reason = ours.steps, ours.reason
+                    except TaskError as exc:
+                        # A run that stops (a task the model cannot read) is a failed run of the benchmark,
+                        # graded on what it left (its fallback), not the end of the benchmark.
+                        log.warning("benchmark run %s, %s, seed %d stopped: %s", competition_id, strategy, seed, exc)
+                        steps, reason = len(EventLog(workdir / "events.jsonl").steps()), f"stopped: {exc}"
                 report = grade_csv(workdir / "submission" / "submission.csv", competition)
                 result = RunResult(
                     competition_id=competition_id, strategy=strategy, seed=seed, workdir=str(workdir),

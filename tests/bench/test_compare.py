@@ -80,3 +80,34 @@ def test_compare_runs_grades_and_resumes(tmp_path, fake_llm):
     compare(data_dir=data, out=out, competitions=["breast-cancer"], strategies=["gome", "tree"], seeds=1,
             llm=llm, time_limit_s=600, base=base)
     assert len(fake_llm.requests) == requests  # nothing ran again
+
+
+def test_a_run_whose_task_cannot_be_read_is_a_failed_run_not_the_end_of_the_benchmark(tmp_path, monkeypatch):
+    import shutil
+
+    from gome_agent.bench import compare as compare_module
+    from gome_agent.errors import TaskError
+    from gome_agent.run.coordinator import RunSummary
+
+    data = tmp_path / "bench"
+    prepare(data, only=["breast-cancer"], leaderboard_scale=0.1)
+    competition = load_competition(data, "breast-cancer")
+    calls = []
+
+    def run(config):
+        calls.append(config.strategy)
+        (config.workdir / "submission").mkdir(parents=True)
+        shutil.copyfile(competition.sample_path, config.workdir / "submission" / "submission.csv")
+        if config.strategy == "gome":  # like the 0.5B model naming columns the sample does not have
+            raise TaskError("the task analysis names target columns ['apex'] that are not columns of the sample")
+        return RunSummary(workdir=config.workdir, reason="budget spent", best_score=None, steps=0, submission=None)
+
+    monkeypatch.setattr(compare_module, "run", run)
+    out = tmp_path / "results"
+    compare(data_dir=data, out=out, competitions=["breast-cancer"], strategies=["gome", "tree"], seeds=1,
+            llm=LLMConfig(model="m"), time_limit_s=60)
+    assert calls == ["gome", "tree"]  # the benchmark went on
+    rows = {r["strategy"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert rows["gome"]["reason"] == ("stopped: the task analysis names target columns ['apex'] that are not "
+                                      "columns of the sample")
+    assert rows["gome"]["report"]["valid_submission"] and rows["gome"]["normalized_score"] == 0.0
