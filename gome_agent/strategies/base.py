@@ -211,10 +211,11 @@ class Strategy(ABC):
     def repair(self, record: StepRecord, failed: FailedDraft, meter: Meter) -> Proposal:
         """Go on debugging the trace's failed draft (its code, shown its last failure) instead of
         writing a fresh one: a weak model's drafts mostly fail on one fixable error."""
+        # Recorded first: a repair whose reply is unusable is still a repair of that draft.
+        record.hypothesis, record.repairs, record.scaffolded = failed.approach, failed.step, failed.scaffolded
         code, change = self.fix(failed.code, failed.failure, failed.approach,
                                 [f"step {s.step}: {s.lesson}" for s in self.state.steps[-failed.repairs - 1:]],
                                 meter)
-        record.hypothesis, record.repairs, record.scaffolded = failed.approach, failed.step, failed.scaffolded
         return Proposal(code, f"repair of the draft of step {failed.step}: {change or 'a fix'}", failed.code)
 
     def sibling_approaches(self) -> list[str]:
