@@ -27,7 +27,8 @@ _BLOCK = re.compile(
     re.DOTALL | re.MULTILINE,
 )
 _OPENING = re.compile(r"^<{5,9} ?SEARCH", re.MULTILINE)
-_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(?P<code>.*?)^```", re.DOTALL | re.MULTILINE)
+_FENCE_OPENING = r"```(?:python|py)?[ \t]*\n"
+_FENCE = re.compile(_FENCE_OPENING + r"(?P<code>.*?)^```", re.DOTALL | re.MULTILINE)
 _SUMMARY = re.compile(r"^\s*(?:\*\*)?(Change|Approach)(?:\*\*)?\s*:\s*(?P<text>.+)$", re.MULTILINE | re.IGNORECASE)
 
 
@@ -235,7 +236,6 @@ def unwritten(code: str, names: tuple[str, ...]) -> list[str]:
             if isinstance(node, ast.FunctionDef) and node.name in names and _empty(node.body)]
 
 
-_OPEN_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n")
 _TOP_LEVEL = re.compile(r"^(?:def |class |async def |@)", re.MULTILINE)
 
 
@@ -246,7 +246,7 @@ def salvage_cut(reply: str, current: str) -> str | None:
     Only whole top-level definitions before the cut are taken, never a piece of one, so nothing is
     half-applied: a small model often copies the whole scaffold around the one function it writes and
     runs out of tokens after it."""
-    opening = _OPEN_FENCE.search(reply)
+    opening = re.search(_FENCE_OPENING, reply)  # a cut reply has no closing fence
     if opening is None:
         return None
     code = reply[opening.end():]
