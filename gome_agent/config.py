@@ -92,6 +92,9 @@ class ValidationConfig(_Strict):
         "self-reported: the score a solution writes to scores.json counts (the paper's protocol, for ablations)")
     holdout_fraction: float = Field(0.15, gt=0.0, le=0.3, description="share of the labelled rows gome holds out")
     holdout_max_rows: int = Field(20_000, ge=50, description="held-out rows at most (enough to score precisely)")
+    holdout_min_rows: int = Field(
+        2_000, ge=50, description="held-out rows at least, where 30% of the table allows: a small table's "
+        "share alone is too few rows to resolve a small real gain")
     tolerance_se: float = Field(
         5.0, ge=0.0, description="a self-reported score further from gome's than this many standard errors is untrusted")
     tolerance_relative: float = Field(

@@ -244,7 +244,8 @@ class Run:
             scan, metric_name=task.metric_name, id_column=task.id_column, target_columns=task.target_columns,
             task_type=task.task_type, sample=load_sample_submission(task.sample_path, task.id_column),
             fraction=validation.holdout_fraction if validation.scoring == "gome" else 0.0,
-            max_rows=validation.holdout_max_rows, seed=self.cfg.seed, out=out)
+            max_rows=validation.holdout_max_rows,
+            min_rows=validation.holdout_min_rows, seed=self.cfg.seed, out=out)
         held = held_ids(out, task.id_column) if holdout.available else frozenset()
         folds = plan_folds(scan, id_column=task.id_column, target_columns=task.target_columns,
                            task_type=task.task_type, seeds=[self.cfg.seed, *self.cfg.final_seeds], out=out,
@@ -268,8 +269,9 @@ class Run:
     def _write_environment(self) -> None:
         python = self.cfg.execution.python or sys.executable
         env = detect_environment(python)
-        jsonl.write_json(self.workdir / "environment.json", {"text": env.describe(), "cpus": env.cpus,
-                                                             "gpus": [g.__dict__ for g in env.gpus]})
+        jsonl.write_json(self.workdir / "environment.json", {
+            "text": env.describe(), "installed_only": env.describe(name_absent=False), "cpus": env.cpus,
+            "gpus": [g.__dict__ for g in env.gpus]})
 
     # The run ----------------------------------------------------------------------
     def execute(self) -> RunSummary:

@@ -32,7 +32,7 @@ def plan(data, out, metric="area under the ROC curve", **kwargs) -> HoldoutPlan:
     sample = load_sample_submission(find_sample_submission(data), "id")
     return plan_holdout(scan_competition(data), metric_name=metric, id_column="id", target_columns=["target"],
                         task_type="binary classification", sample=sample, fraction=kwargs.pop("fraction", 0.15),
-                        max_rows=20_000, seed=kwargs.pop("seed", 0), out=out)
+                        max_rows=20_000, min_rows=kwargs.pop("min_rows", 50), seed=kwargs.pop("seed", 0), out=out)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def test_a_task_without_a_labelled_id_table_says_why(tmp_path):
     (data / "description.md").write_text("# Images\nPredict the class of each image; evaluated on AUC.\n")
     sample = load_sample_submission(data / "sample_submission.csv", "id")
     p = plan_holdout(scan_competition(data), metric_name="AUC", id_column="id", target_columns=["target"],
-                     task_type="binary classification", sample=sample, fraction=0.15, max_rows=20_000, seed=0,
-                     out=tmp_path / "v")
+                     task_type="binary classification", sample=sample, fraction=0.15, max_rows=20_000, min_rows=50,
+                     seed=0, out=tmp_path / "v")
     assert not p.available and "no training table has the id column 'id' and the labels" in p.reason
 
 
@@ -200,3 +200,13 @@ def test_a_metric_that_raises_is_a_lesson_not_a_crash(competition, tmp_path):
     score, _, problems = s.score(tmp_path / "a" / PREDICTIONS_FILE)
     assert score is None and problems == [f"gome could not compute log_loss on {PREDICTIONS_FILE}: "
                                           "log_loss needs probabilities in [0, 1]"]
+
+
+def test_a_small_table_holds_out_up_to_30_percent_to_reach_the_minimum_rows(competition, tmp_path):
+    # 426 rows: the 15 % share is 64 rows; a minimum of 2,000 rows is capped at 30 % (127 rows).
+    small = plan(competition, tmp_path / "small", min_rows=2_000)
+    assert small.available and small.rows == 127 and "127 of the 426 rows" in small.reason
+    # A minimum the share already reaches changes nothing.
+    assert plan(competition, tmp_path / "reached", min_rows=60).rows == 64
+    # Between the share and 30 %, the minimum itself.
+    assert plan(competition, tmp_path / "between", min_rows=100).rows == 100

@@ -62,7 +62,7 @@ def _prepared(competition_id: str, tmp_path):
     out = tmp_path / "validation"
     holdout = plan_holdout(scan, metric_name=task.metric_name, id_column=task.id_column,
                            target_columns=task.target_columns, task_type=task.task_type, sample=sample,
-                           fraction=0.15, max_rows=5000, seed=0, out=out)
+                           fraction=0.15, max_rows=5000, min_rows=50, seed=0, out=out)
     folds = plan_folds(scan, id_column=task.id_column, target_columns=task.target_columns, task_type=task.task_type,
                        seeds=[0], out=out, exclude=held_ids(out, task.id_column))
     return scan, task, holdout, folds, out
