@@ -20,6 +20,7 @@ _MARKERS = (
     ("update", "## The change to make"),
     ("debug", "## What went wrong"),
     ("draft", "Write the first complete solution"),
+    ("function", "Write the body of the Python function `fit_predict`"),
     ("direct", "with one change to this code"),
 )
 

@@ -49,7 +49,8 @@ class Environment:
     gpus: list[Gpu] = field(default_factory=list)
     packages: dict[str, str] = field(default_factory=dict)
 
-    def describe(self) -> str:
+    def describe(self, *, name_absent: bool = True) -> str:
+        """The environment line of the prompts; `name_absent` adds the usual packages that are missing."""
         gib = self.memory_bytes / 2**30
         if self.gpus:
             names = ", ".join(f"{g.name} ({g.memory_mib // 1024} GiB)" for g in self.gpus)
@@ -59,9 +60,11 @@ class Environment:
         python = self.packages.get("python", "?")
         pkgs = ", ".join(f"{k} {v}" for k, v in self.packages.items() if k != "python")
         text = f"{self.cpus} CPU cores, {gib:.0f} GiB RAM, {gpu}. Python {python} with {pkgs or 'no ML packages found'}."
-        # Naming what is absent stops models from reaching for the usual deep-learning stack.
+        # Naming what is absent stops capable models from reaching for the usual deep-learning stack;
+        # a small one imports what the list names (the 0.5B model imported all twelve), so it is told
+        # only what is installed.
         absent = [name for name in PACKAGES if name not in self.packages]
-        if pkgs and absent:
+        if pkgs and absent and name_absent:
             text += f" Not installed (do not import): {', '.join(absent)}."
         return text
 

@@ -59,6 +59,9 @@ class StepRecord(_Event):
     component: str | None = None
     limiting_problem: str | None = None
     gradient: Gradient | None = None
+    # Why this improve step changed the code straight from its feedback (prompts/direct.j2) instead:
+    # the gradient reply could not be used, or the trace's last gradients could not (strategies/gome.py).
+    gradient_error: str | None = None
     ranking: list[RankedDirection] = Field(default_factory=list)
     status: StepStatus
     accepted: bool = False

@@ -36,6 +36,7 @@ from gome_agent.task.analysis import Task
 from gome_agent.task.grading_server import GradingServer
 from gome_agent.task.holdout import INPUT_DIR, LABELS_FILE, refit_view
 from gome_agent.task.sample import load_sample_submission
+from gome_agent.task.scaffold import is_weak_model
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ def build_trace(workdir: Path, index: int, *, llm: LLMClient | None = None,
         config=config,
         task=task,
         sample=load_sample_submission(task.sample_path, task.id_column),
-        environment=str(env["text"]),
+        # A small model is shown only what is installed (execution/environment.py says why).
+        environment=str(env.get("installed_only", env["text"]) if is_weak_model(config.llm.model_for("draft"))
+                        else env["text"]),
         llm=llm or create_client(config.llm, workdir / "llm_calls.jsonl", context={"trace": index}),
         prompts=Prompts(config.prompts_dir),
         executor=make_executor(config, task),

@@ -182,9 +182,15 @@ class Strategy(ABC):
         failures = [s.lesson for s in self.state.steps if s.kind == "draft" and s.status != "accepted"][-3:]
         avoid = [*self.sibling_approaches(), *(also_avoid or [])]
         scaffold = self.scaffold()
-        messages = self.services.prompts.messages("draft", **self.context().variables(), avoid=avoid,
-                                                  failures=failures, scaffold=scaffold,
-                                                  stub=function_head(scaffold, "fit_predict") if scaffold else None)
+        stub = function_head(scaffold, "fit_predict") if scaffold else None
+        prompts, context = self.services.prompts, self.context()
+        if scaffold and is_weak_model(self.cfg.llm.model_for("draft")):
+            # A small model writes the one function in a short prompt (prompts/function.j2 says why).
+            messages = prompts.messages("function", task=context.task, environment=context.environment,
+                                        plan=self.services.task.scaffold, stub=stub, avoid=avoid, failures=failures)
+        else:
+            messages = prompts.messages("draft", **context.variables(), avoid=avoid, failures=failures,
+                                        scaffold=scaffold, stub=stub)
         record.scaffolded = scaffold is not None
         code, approach = self.ask_code(messages, scaffold, "draft", meter)
         record.hypothesis = approach or "first complete solution"
@@ -235,10 +241,22 @@ class Strategy(ABC):
             seen.setdefault(f"trace {e.trace}: {e.approach}", None)
         return list(seen)
 
+    def function_edits(self, code: str, role: str) -> list[str]:
+        """The scaffold's functions a small model rewrites whole to change `code` (prompts/_code_edits.j2):
+        the 0.5B model answered SEARCH/REPLACE requests with a `Change:` line and no edit at all, but
+        writes whole functions; empty for other models and for code without those functions."""
+        if not is_weak_model(self.cfg.llm.model_for(role)):
+            return []
+        try:
+            return [name for name in _SCAFFOLD_FUNCTIONS if function_head(code, name) is not None]
+        except SyntaxError:
+            return []
+
     def fix(self, code: str, failure: Failure, goal: str, earlier: list[str], meter: Meter) -> tuple[str, str]:
         """A fix of failing code, given exactly what went wrong."""
         messages = self.services.prompts.messages(
             "debug", **self.context().variables(), goal=goal, code=code, failure=failure, earlier=earlier,
+            functions=self.function_edits(code, "debug"),
         )
         return self.ask_code(messages, code, "debug", meter)
 
@@ -246,6 +264,7 @@ class Strategy(ABC):
         """One change of the best code straight from its feedback, with no structured diagnosis."""
         messages = self.services.prompts.messages(
             "direct", **self.context().variables(), best=self.best_view(), history=self.history().recent,
+            functions=self.function_edits(self.state.best_code or "", "direct"),
         )
         code, change = self.ask_code(messages, self.state.best_code, "direct", meter)
         return code, change or "direct change"

@@ -20,6 +20,10 @@ from gome_agent.strategies.base import Proposal, Strategy
 from gome_agent.strategies.step import Meter
 from gome_agent.strategies.views import DirectionView
 
+# After this many improve steps without a usable gradient (since the last accepted step), a trace stops
+# asking for one until a step is accepted: each failed gradient cost a weak model 30-50 s of its 8 minutes.
+GRADIENT_FAILURES_BEFORE_DIRECT = 2
+
 
 class GomeStrategy(Strategy):
     """Reasoning as gradient: diagnose the best solution, move it one step along the best direction."""
@@ -34,14 +38,38 @@ class GomeStrategy(Strategy):
                 return self.repair(record, failed, meter)
             return self.draft(record, meter)
         if not self.opt.structured_gradient:
-            code, record.hypothesis = self.direct(meter)
-            return Proposal(code, record.hypothesis, self.state.best_code)
-        gradient, ranking, direction = self.diagnose(meter)
+            return self.direct_step(record, meter)
+        unusable = self.unusable_gradients()
+        if unusable >= GRADIENT_FAILURES_BEFORE_DIRECT:
+            record.gradient_error = (f"the last {unusable} gradients of this trace could not be used; "
+                                     "no diagnosis until a step is accepted")
+            return self.direct_step(record, meter)
+        try:
+            gradient, ranking, direction = self.diagnose(meter)
+        except LLMOutputError as exc:
+            # A model that cannot write the gradient's JSON (the 0.5B model, after the repair re-ask)
+            # still gets its step: a change straight from the feedback, as in the ablation.
+            record.gradient_error = f"the gradient reply could not be used: {exc}"[:500]
+            return self.direct_step(record, meter)
         record.gradient, record.ranking = gradient, ranking
         record.limiting_problem = gradient.limiting_problem
         record.hypothesis, record.component = direction.hypothesis, direction.component
         code, change = self.update(direction, meter)
         return Proposal(code, change or direction.hypothesis, self.state.best_code)
+
+    def direct_step(self, record: StepRecord, meter: Meter) -> Proposal:
+        code, record.hypothesis = self.direct(meter)
+        return Proposal(code, record.hypothesis, self.state.best_code)
+
+    def unusable_gradients(self) -> int:
+        """How many steps since the trace's last accepted one had no usable gradient (from the records,
+        so a resumed trace counts the same)."""
+        count = 0
+        for step in reversed(self.state.steps):
+            if step.accepted:
+                break
+            count += step.gradient_error is not None
+        return count
 
     def diagnose(self, meter: Meter) -> tuple[Gradient, list[RankedDirection], Direction]:
         """The gradient of the current best, and the direction it points to (momentum and the
@@ -85,5 +113,6 @@ class GomeStrategy(Strategy):
         """The best code with `direction` applied as a minimal edit, and the reply's summary of the edit."""
         messages = self.services.prompts.messages(
             "update", **self.context().variables(), best=self.best_view(), direction=DirectionView.of(direction),
+            functions=self.function_edits(self.state.best_code or "", "update"),
         )
         return self.ask_code(messages, self.state.best_code, "update", meter)

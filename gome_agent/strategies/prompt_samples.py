@@ -107,4 +107,5 @@ def sample_context() -> dict[str, Any]:
         "scaffold": "def fit_predict(X, y, X_new):\n    raise NotImplementedError(\"write fit_predict\")\n",
         "stub": "def fit_predict(X, y, X_new):\n    \"\"\"Train a model on X, y and predict X_new.\"\"\"",
         "earlier": ["attempt 1: exited with code 1 -> changed: fix the column name"],
+        "functions": [],
     }

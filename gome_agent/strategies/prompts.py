@@ -28,16 +28,17 @@ INPUTS: dict[str, set[str]] = {
     "_task": {"task"},
     "_scenario": {"task", "environment"},
     "_contract": {"task", "run_time_limit"},
-    "_code_edits": set(),
+    "_code_edits": {"functions"},
     "task_analysis": {"competition_id", "description", "files", "sample_submission", "metric_hints"},
     "draft": {"task", "environment", "run_time_limit", "stage_guidance", "budget", "avoid", "failures", "scaffold",
               "stub"},
     "scaffold": {"plan"},
+    "function": {"task", "environment", "plan", "stub", "avoid", "failures"},
     "gradient": {"task", "environment", "stage_guidance", "budget", "run_time_limit", "best", "accepted", "history",
                  "memory", "k"},
-    "update": {"task", "environment", "run_time_limit", "stage_guidance", "direction", "best"},
-    "debug": {"task", "environment", "run_time_limit", "goal", "code", "failure", "earlier"},
-    "direct": {"task", "environment", "run_time_limit", "stage_guidance", "budget", "best", "history"},
+    "update": {"task", "environment", "run_time_limit", "stage_guidance", "direction", "best", "functions"},
+    "debug": {"task", "environment", "run_time_limit", "goal", "code", "failure", "earlier", "functions"},
+    "direct": {"task", "environment", "run_time_limit", "stage_guidance", "budget", "best", "history", "functions"},
 }
 def _environment(override_dir: Path | None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []

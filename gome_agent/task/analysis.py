@@ -262,5 +262,26 @@ def analyze_task(
             Message(role="user", content=f"That analysis is wrong: {exc}. Read the description and the sample "
                                          "submission again and reply with the corrected JSON object only."),
         ]
-        second = llm.structured(retry, TaskAnalysis, role="task", deadline=deadline)
-        return check_analysis(second.value, scan, sample, higher_is_better=higher_is_better)
+        second = llm.structured(retry, TaskAnalysis, role="task", deadline=deadline).value
+        try:
+            return check_analysis(second, scan, sample, higher_is_better=higher_is_better)
+        except TaskError as again:
+            # The prediction columns are the sample's own: a model that names others twice (the 0.5B
+            # model named leaf-species' 19 shape features instead of its 32 species) gets them from
+            # the sample, which is what the check holds them against. Any other error stands.
+            derived = prediction_columns(scan, sample, second.id_column.strip())
+            if derived is None or "target columns" not in str(again):
+                raise
+            log.warning("the task analysis named the target columns wrongly twice (%s); using the sample "
+                        "submission's prediction columns %s", again, derived)
+            fixed = second.model_copy(update={"target_columns": derived})
+            return check_analysis(fixed, scan, sample, higher_is_better=higher_is_better)
+
+
+def prediction_columns(scan: CompetitionScan, sample: SampleSubmission, id_column: str) -> list[str] | None:
+    """The columns of the sample submission a solution predicts: all but the id and the columns it
+    copies from the test table; None when `id_column` is not the sample's."""
+    if id_column not in sample.columns:
+        return None
+    copied = _test_input_columns(scan)
+    return [c for c in sample.columns if c != id_column and c not in copied] or None

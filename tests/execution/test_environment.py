@@ -12,6 +12,8 @@ def test_description_names_the_installed_packages_and_the_common_ones_that_are_m
     absent = text.split("Not installed (do not import): ")[1].rstrip(".").split(", ")
     assert "tensorflow" in absent and "lightgbm" in absent
     assert not {"numpy", "scikit-learn", "torch"} & set(absent)
+    # A small model is told only what is installed: it imports the missing packages a list names.
+    assert env.describe(name_absent=False) == text.split(" Not installed")[0]
 
 
 def test_a_failed_probe_claims_nothing_is_missing():

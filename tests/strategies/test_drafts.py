@@ -64,14 +64,19 @@ def test_a_scaffolded_draft_runs_and_is_marked_scaffolded(tmp_path, competition,
 @pytest.mark.parametrize(("model", "scaffolded"), [("qwen2.5-coder-0.5b", True), ("fake-model", False)])
 def test_auto_scaffolds_for_a_model_whose_name_says_it_is_small(tmp_path, competition, fake_llm, monkeypatch,
                                                                  model, scaffolded):
-    script = Script().add("task_analysis", analysis_reply()).add("draft", FUNCTIONS if scaffolded else full(DRAFT))
+    script = Script().add("task_analysis", analysis_reply()).add("draft", full(DRAFT)).add("function", FUNCTIONS)
     fake_llm.set_responder(script)
     config = make_config(tmp_path, competition, fake_llm, max_steps=1)
     config = config.model_copy(update={"llm": config.llm.model_copy(update={"model": model})})
     start(config, monkeypatch)
     (step,) = steps_of(config)
     assert step.status == "accepted" and step.scaffolded is scaffolded
-    assert ("## The scaffold" in script.prompts("draft")[0]) is scaffolded
+    # The small model is asked for fit_predict alone, in a short prompt (prompts/function.j2).
+    (prompt,) = script.prompts("function" if scaffolded else "draft")
+    assert ("def fit_predict(X, y, X_new):" in prompt) is scaffolded
+    if scaffolded:
+        assert "## The scaffold" not in prompt and len(prompt) < 2500
+        assert "Goal: Predict the probability that each breast mass is malignant." in prompt
 
 
 def test_auto_scaffolds_the_draft_after_a_failed_one(tmp_path, competition, fake_llm, monkeypatch):

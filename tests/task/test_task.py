@@ -588,6 +588,19 @@ def test_a_wrong_analysis_is_sent_back_once_with_the_reason(competition):
     assert len(twice_wrong.calls) == 2
 
 
+def test_target_columns_named_wrongly_twice_are_the_sample_submissions(competition):
+    # The 0.5B model named leaf-species' feature columns as targets twice; the sample says what is predicted.
+    scan = scan_competition(competition)
+    llm = SequenceLLM(*[analysis(target_columns=["author", "text"])] * 2)
+    task = analyze_task(llm, StubPrompts(), scan)
+    assert task.target_columns == AUTHORS and len(llm.calls) == 2
+    assert "['author', 'text'] that are not columns of sample_submission.csv" in llm.calls[1]["messages"][-1].content
+    # Other errors of the second answer still stop the run: a wrong id column leaves nothing to derive from.
+    wrong_id = SequenceLLM(*[analysis(id_column="row", target_columns=["author"])] * 2)
+    with pytest.raises(TaskError, match="id column 'row'"):
+        analyze_task(wrong_id, StubPrompts(), scan)
+
+
 @pytest.mark.skipif(not SPOOKY_DESCRIPTION.is_file(), reason="MLE-bench competition files not present")
 def test_analysis_gets_the_metrics_the_description_names(tmp_path):
     scan = scan_competition(make_competition(tmp_path, SPOOKY_DESCRIPTION.read_text(encoding="utf-8")))

@@ -1,0 +1,110 @@
+"""A small model after its first working solution, in real runs against the fake server: a gradient
+reply it cannot write as the schema's JSON still gives the step a change, straight from the feedback
+(the w/o-structured-reasoning prompt), and after two such steps the trace stops asking for a gradient
+until a step is accepted; changes to scaffolded code are asked for as whole functions, the format the
+0.5B model follows (it answered SEARCH/REPLACE requests with a `Change:` line and no edit)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gome_agent.bench.competitions import build_breast_cancer
+from tests.scripted_agent import Script, analysis_reply, gradient
+from tests.strategies.test_drafts import FUNCTIONS
+from tests.strategies.test_trace import make_config, start, steps_of
+
+SMALL = "qwen2.5-coder-0.5b"
+# A better fit_predict, as a small model replies to a change request: the function alone.
+SCALED = '''Change: a stronger regularised logistic regression
+```python
+def fit_predict(X, y, X_new):
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=3000, random_state=SEED))
+    return model.fit(X, y).predict_proba(X_new)[:, 1]
+```
+'''
+NOT_JSON = "The model is limited by its features. I would add more features."
+
+
+@pytest.fixture(scope="module")
+def competition(tmp_path_factory):
+    return build_breast_cancer(tmp_path_factory.mktemp("comp"))
+
+
+def small(config):
+    return config.model_copy(update={"llm": config.llm.model_copy(update={"model": SMALL})})
+
+
+def test_an_unusable_gradient_falls_back_to_a_direct_change(tmp_path, competition, fake_llm, monkeypatch):
+    script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
+              .add("gradient", NOT_JSON).add("direct", SCALED))
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=4))
+    start(config, monkeypatch)
+    draft, *improves = steps_of(config)
+    assert draft.status == "accepted" and draft.scaffolded
+    assert [s.kind for s in improves] == ["improve"] * 3
+    # Steps 2 and 3 asked for a gradient (and its repair), could not use it, and changed the code directly.
+    for step in improves[:2]:
+        assert step.gradient is None and step.gradient_error.startswith("the gradient reply could not be used")
+        assert step.hypothesis == "a stronger regularised logistic regression" and step.status != "failed"
+    # Step 4 asked for no gradient at all: the trace's last two could not be used and none was accepted since.
+    assert improves[2].gradient_error.startswith("the last 2 gradients of this trace could not be used")
+    gradient_requests = len(script.prompts("gradient"))
+    assert gradient_requests == 4  # two steps, each the request and its repair re-ask
+    assert len(script.prompts("direct")) == 3
+    # The change was spliced into the scaffolded best and ran.
+    code = (config.workdir / improves[0].code_dir / "main.py").read_text()
+    assert "LogisticRegression(C=0.5, max_iter=3000" in code and code.startswith("# gome scaffold")
+
+
+def columns(n: str, change: str = "first solution") -> str:
+    """A scaffold reply whose model sees the first `n` feature columns (a Python slice bound)."""
+    return FUNCTIONS.replace("Approach: logistic regression on every numeric column", f"Change: {change}").replace(
+        "model.fit(X, y).predict_proba(X_new)", f"model.fit(X.iloc[:, :{n}], y).predict_proba(X_new.iloc[:, :{n}])")
+
+
+def test_a_gradient_is_asked_for_again_once_a_step_is_accepted(tmp_path, competition, fake_llm, monkeypatch):
+    script = (Script().add("task_analysis", analysis_reply()).add("function", columns("2"))
+              .add("gradient", NOT_JSON, NOT_JSON, NOT_JSON, NOT_JSON, gradient("Tune the regularisation"))
+              .add("direct", columns("1", "one column"), columns("1", "one column"), columns("None", "every column"))
+              .add("update", SCALED))
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=5, acceptance="plain"))
+    start(config, monkeypatch)
+    steps = steps_of(config)
+    assert [(s.hypothesis, s.status) for s in steps[1:4]] == [
+        ("one column", "rejected"), ("one column", "rejected"), ("every column", "accepted")]
+    assert [s.gradient_error is not None for s in steps[1:4]] == [True, True, True]
+    assert steps[3].gradient_error.startswith("the last 2 gradients")
+    # Step 4's direct change was accepted, so step 5 diagnoses again, and this gradient is usable.
+    assert steps[4].gradient is not None and steps[4].gradient_error is None
+    assert steps[4].hypothesis == "Tune the regularisation"
+
+
+@pytest.mark.parametrize(("model", "whole_functions"), [(SMALL, True), ("fake-model", False)])
+def test_changes_to_scaffolded_code_are_asked_for_as_whole_functions_from_a_small_model(
+        tmp_path, competition, fake_llm, monkeypatch, model, whole_functions):
+    script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS).add("draft", FUNCTIONS)
+              .add("gradient", gradient("Tune the regularisation")).add("update", SCALED))
+    fake_llm.set_responder(script)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=2, scaffold="on")
+    config = config.model_copy(update={"llm": config.llm.model_copy(update={"model": model})})
+    start(config, monkeypatch)
+    (prompt,) = script.prompts("update")
+    asks_functions = "the functions you change, each whole (`make_features` or `fit_predict`)" in prompt
+    assert asks_functions is whole_functions
+    assert ("<<<<<<< SEARCH" in prompt) is not whole_functions
+    update = steps_of(config)[1]
+    assert update.status != "failed" and update.gradient is not None
+
+
+@pytest.mark.parametrize(("model", "names_absent"), [(SMALL, False), ("fake-model", True)])
+def test_a_small_model_is_told_only_what_is_installed(tmp_path, competition, fake_llm, monkeypatch, model,
+                                                      names_absent):
+    script = Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS).add("draft", FUNCTIONS)
+    fake_llm.set_responder(script)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1, scaffold="on")
+    config = config.model_copy(update={"llm": config.llm.model_copy(update={"model": model})})
+    start(config, monkeypatch)
+    (prompt,) = script.prompts("function" if model == SMALL else "draft")
+    assert "scikit-learn" in prompt and ("Not installed (do not import)" in prompt) is names_absent
