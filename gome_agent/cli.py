@@ -233,32 +233,68 @@ def cmd_bench_grade(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_run(args: argparse.Namespace) -> int:
-    from gome_agent.bench.compare import compare, table
-    from gome_agent.bench.peers import DEFAULT_AIDE_VENV
-    from gome_agent.llm.config import LLMConfig
+def _sweep_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The sweep file's fields (if any), with the flags the user gave on top."""
+    from gome_agent.bench.sweep import load_sweep
 
-    llm: dict[str, Any] = {"model": args.model, "provider": args.provider}
+    values = load_sweep(args.sweep) if args.sweep else {}
+    if args.config:  # run settings shared by every run; their LLM part joins the sweep's
+        settings = load_config_file(args.config)
+        if "time_limit_s" in settings:  # the sweep's budget, unless the sweep file names one
+            values.setdefault("time_limit", settings.pop("time_limit_s"))
+        values["llm"] = {**settings.pop("llm", {}), **values.get("llm", {})}
+        values["settings"] = {**settings, **values.get("settings", {})}
+    for flag, key in (("competitions", "competitions"), ("strategies", "strategies"), ("model", "models")):
+        if getattr(args, flag):
+            values[key] = getattr(args, flag).split(",")
+    for flag, key in (("seeds", "seeds"), ("time_limit", "time_limit"), ("data_dir", "data_dir"),
+                      ("aide_venv", "aide_venv")):
+        if getattr(args, flag) is not None:
+            values[key] = getattr(args, flag)
+    llm = values.setdefault("llm", {})
+    if args.provider:
+        llm["provider"] = args.provider
+    llm.setdefault("provider", "openai-compatible")
     if args.base_url:
         llm["base_url"] = args.base_url
-    file_values = load_config_file(args.config) if args.config else {}
-    summary = compare(
-        data_dir=args.data_dir, out=args.out, competitions=args.competitions.split(","),
-        strategies=args.strategies.split(","), seeds=args.seeds,
-        llm=LLMConfig.model_validate({**file_values.pop("llm", {}), **llm}),
-        time_limit_s=parse_duration(args.time_limit), base=file_values,
-        aide_venv=args.aide_venv or DEFAULT_AIDE_VENV,
-    )
-    print(table(summary))
-    print(f"results: {args.out / 'results.jsonl'}; summary: {args.out / 'summary.md'}")
+    resources = values.setdefault("resources", {})
+    if args.cpus_per_run is not None:
+        resources["cpus"] = args.cpus_per_run
+    if args.gpus_per_run is not None:
+        resources["gpus"] = args.gpus_per_run
+    missing = [f"--{k}" for k, v in (("competitions", "competitions"), ("model", "models"), ("data-dir", "data_dir"))
+               if v not in values]
+    if missing:
+        raise ConfigError(f"gome bench run needs {', '.join(missing)} (or a --sweep file that names them)")
+    return values
+
+
+def cmd_bench_run(args: argparse.Namespace) -> int:
+    from gome_agent.bench.compare import bench, summarize_folder
+    from gome_agent.bench.executors import LocalExecutor, RayExecutor
+    from gome_agent.bench.sweep import RESULTS, Executor, read_results, sweep_spec
+
+    sweep = sweep_spec(_sweep_values(args), source=str(args.sweep) if args.sweep else "the command line")
+    executor: Executor = (RayExecutor(args.ray_address, max_retries=args.max_retries) if args.ray_address
+                          else LocalExecutor(args.parallel))
+    outcome = bench(sweep, out=args.out, executor=executor, storage=args.storage)
+    print(f"sweep of {outcome.total} runs: {outcome.skipped} done before, {outcome.finished} done now"
+          + (f" ({len(outcome.redone)} started before and left no result)" if outcome.redone else "")
+          + f", {len(outcome.failed)} failed, in {outcome.wall_s:.0f} s")
+    if read_results(args.out / RESULTS):
+        print(summarize_folder(args.out).markdown)
+        print(f"results: {args.out / RESULTS}; summary: {args.out / 'summary.md'}")
+    if outcome.failed:
+        print(f"failed: {', '.join(outcome.failed)} (their errors: {args.out / 'attempts.jsonl'}); "
+              "the same command runs them again", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_bench_summary(args: argparse.Namespace) -> int:
-    from gome_agent.bench.compare import details_table, summarize_folder, table
+    from gome_agent.bench.compare import summarize_folder
 
-    summary, details = summarize_folder(args.out)
-    print(table(summary) + "\n\n" + details_table(details))
+    print(summarize_folder(args.out).markdown)
     print(f"written: {args.out / 'summary.md'}, {args.out / 'details.json'}")
     return 0
 
@@ -449,19 +485,33 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--output-dir", type=Path, required=True, help="folder for the grading report")
     grade.add_argument("--data-dir", type=Path, default=None, help="prepared benchmark (default ~/.cache/gome-agent/bench)")
     grade.set_defaults(func=cmd_bench_grade)
-    brun = bsub.add_parser("run", help="compare strategies on the offline benchmark with seeds")
-    brun.add_argument("--strategies", default="gome,tree",
-                      help="comma-separated: gome, tree, aide (AIDE, the aideml package, in its own virtual environment)")
-    brun.add_argument("--competitions", required=True, help="comma-separated competition ids")
-    brun.add_argument("--seeds", type=int, default=2, help="runs per competition and strategy")
-    brun.add_argument("--time-limit", default="10m", help="budget of each run")
-    brun.add_argument("--model", required=True, help="model name (qwen2.5-coder for `gome llm serve`)")
-    brun.add_argument("--provider", default="openai-compatible", choices=["openai", "anthropic", "openai-compatible"],
-                      help="LLM provider")
+    brun = bsub.add_parser("run", help="a sweep: strategies x models x competitions x seeds on the offline "
+                           "benchmark, on this machine or a Ray cluster, resumable")
+    brun.add_argument("--sweep", type=Path, help="sweep file (.yaml, .json): competitions, strategies, seeds, models, "
+                      "llm, time_limit, settings, resources, data_dir; the flags below override its fields")
+    brun.add_argument("--strategies", help="comma-separated: gome, tree, aide (AIDE, the aideml package, in its own "
+                      "virtual environment); default gome,tree")
+    brun.add_argument("--competitions", help="comma-separated competition ids")
+    brun.add_argument("--seeds", type=int, help="runs per competition, model and strategy (default 3, MLE-bench's rule)")
+    brun.add_argument("--time-limit", help="budget of each run (default 10m)")
+    brun.add_argument("--model", help="model name, or several comma-separated (qwen2.5-coder for `gome llm serve`)")
+    brun.add_argument("--provider", choices=["openai", "anthropic", "openai-compatible"],
+                      help="LLM provider (default openai-compatible)")
     brun.add_argument("--base-url", help="API base URL (for openai-compatible servers)")
     brun.add_argument("--config", type=Path, help="settings shared by every run (.toml, .yaml, .json)")
-    brun.add_argument("--data-dir", type=Path, required=True, help="prepared benchmark folder")
-    brun.add_argument("--out", type=Path, required=True, help="results folder (runs already done are kept)")
+    brun.add_argument("--data-dir", type=Path, help="prepared benchmark folder (the same path on every machine)")
+    brun.add_argument("--out", type=Path, required=True,
+                      help="results folder: results.jsonl, attempts.jsonl, the summary (runs done are kept)")
+    brun.add_argument("--storage", type=Path, help="where the run folders go (default OUT/runs); with Ray, a shared "
+                      "file system or a local path on every node")
+    brun.add_argument("--parallel", type=int, default=1,
+                      help="on this machine: runs at once, within its cores and GPUs (default 1)")
+    brun.add_argument("--ray-address", help="run on a Ray cluster: auto, host:port or ray://host:port "
+                      "(needs pip install 'gome-agent[ray]' here and on the cluster)")
+    brun.add_argument("--max-retries", type=int, default=3, help="with Ray: times a run starts again when its node "
+                      "is lost (default 3)")
+    brun.add_argument("--cpus-per-run", type=float, help="CPU cores each run asks for (default: its traces)")
+    brun.add_argument("--gpus-per-run", type=float, help="GPUs each run asks for (default 0)")
     brun.add_argument("--aide-venv", type=Path,
                       help="virtual environment of the aide strategy: used as it is when it has aideml, else aideml is "
                       "installed there (default ~/.cache/gome-agent/peers/aide-0.2.2)")

@@ -1,11 +1,12 @@
 """`gome bench run`: strategies compared on the offline benchmark, graded with MLE-bench's medal rule.
 
-For every competition, strategy and seed, one run with the same model, budget
-and settings (only `strategy` and `seed` differ); each submission is graded
-against the private answers and the competition's leaderboard. The summary per
-strategy gives the valid-submission, above-median and any-medal rates and the
-mean normalized score, each as mean and standard error across seeds (as
-MLE-bench aggregates its leaderboard).
+For every competition, model, strategy and seed, one run with the same budget and settings;
+each submission is graded against the private answers and the competition's leaderboard. The
+runs are a sweep (bench/sweep.py), executed on this machine or a Ray cluster
+(bench/executors.py) and resumable. The summary per strategy (and per model and strategy) gives
+the valid-submission, above-median and any-medal rates and the mean normalized score, each as
+mean and standard error across seeds by MLE-bench's reporting rule: at least 3 seeds, and a run
+missing from a seed (never run, or still running) counted as a failure, which the summary says.
 
 The peer `aide` (bench/peers.py) runs AIDE from its own virtual environment on the same
 competitions with the same model, base URL and budget; its submission is graded the same way.
@@ -17,8 +18,6 @@ the leaderboard's best score, linear in between by the metric's direction
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 import statistics
 from pathlib import Path
@@ -27,88 +26,124 @@ from typing import Any
 from pydantic import BaseModel
 
 from gome_agent import jsonl
-from gome_agent.bench.competitions import Competition
-from gome_agent.bench.grading import CompetitionReport, grade_csv, read_leaderboard, score_csv
-from gome_agent.bench.peers import (
-    AIDE,
-    DEFAULT_AIDE_VENV,
-    RUN_RECORD,
-    PeerRunRecord,
-    aide_llm_variables,
-    ensure_aide_venv,
-    run_aide,
+from gome_agent.bench.executors import LocalExecutor
+from gome_agent.bench.peers import AIDE, DEFAULT_AIDE_VENV, RUN_RECORD, PeerRunRecord
+from gome_agent.bench.sweep import (
+    RESULTS,
+    Executor,
+    PlannedRun,
+    RunResult,
+    SweepOutcome,
+    SweepSpec,
+    expand,
+    read_results,
+    read_sweep_record,
+    run_sweep,
 )
-from gome_agent.bench.prepare import load_competition
-from gome_agent.config import RunConfig
-from gome_agent.errors import ConfigError, TaskError
+from gome_agent.errors import ConfigError
 from gome_agent.llm.config import LLMConfig
-from gome_agent.records.events import EventLog
-from gome_agent.run.coordinator import run
-from gome_agent.strategies import STRATEGIES
 from gome_agent.views.runview import RunView
 
-log = logging.getLogger(__name__)
-
-
-class RunResult(BaseModel):
-    competition_id: str
-    strategy: str
-    seed: int
-    workdir: str
-    report: dict[str, Any]
-    normalized_score: float
-    steps: int
-    reason: str
-
-
-def normalized(report: CompetitionReport, baseline: float, best: float) -> float:
-    """0 at the constant-guess baseline, 1 at the leaderboard's best; invalid submissions 0."""
-    if report.score is None or not math.isfinite(report.score) or best == baseline:
-        return 0.0
-    return (report.score - baseline) / (best - baseline)
-
-
-def score_range(competition: Competition) -> tuple[float, float]:
-    """(constant-guess score, leaderboard's best score): the 0 and 1 of the normalized score."""
-    baseline = score_csv(competition.sample_path, competition)
-    best = float(read_leaderboard(competition.leaderboard_path)["score"].iloc[0])
-    return baseline, best
+MIN_SEEDS = 3  # MLE-bench's rule: report mean and standard error over at least 3 seeds
+RATES = ("valid_submission", "above_median", "any_medal")
+UNKNOWN_MODEL = "(not recorded)"
 
 
 def _sem(values: list[float]) -> float:
     return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
 
 
-def summarize(results: list[RunResult]) -> dict[str, dict[str, Any]]:
-    """Per strategy: rates over competitions for each seed, then mean and SEM across seeds."""
-    summary: dict[str, dict[str, Any]] = {}
-    for strategy in sorted({r.strategy for r in results}):
-        mine = [r for r in results if r.strategy == strategy]
-        seeds = sorted({r.seed for r in mine})
-        per_seed: dict[str, list[float]] = {"valid_submission": [], "above_median": [], "any_medal": [],
-                                            "normalized_score": []}
-        for seed in seeds:
-            rows = [r for r in mine if r.seed == seed]
-            for key in ("valid_submission", "above_median", "any_medal"):
-                per_seed[key].append(100.0 * sum(bool(r.report[key]) for r in rows) / len(rows))
-            per_seed["normalized_score"].append(statistics.fmean(r.normalized_score for r in rows))
-        summary[strategy] = {
-            "runs": len(mine),
-            "seeds": len(seeds),
-            "competitions": len({r.competition_id for r in mine}),
-            **{key: {"mean": round(statistics.fmean(v), 3), "sem": round(_sem(v), 3)} for key, v in per_seed.items()},
-        }
-    return summary
+def padded_seeds(seeds: set[int], min_seeds: int = MIN_SEEDS) -> list[int]:
+    """The seeds a summary averages over: `seeds`, and the lowest missing ones up to `min_seeds`."""
+    seeds = set(seeds)
+    candidate = 0
+    while len(seeds) < min_seeds:
+        seeds.add(candidate)
+        candidate += 1
+    return sorted(seeds)
 
 
-def table(summary: dict[str, dict[str, Any]]) -> str:
-    """The summary as a Markdown table."""
+def _row(group: list[RunResult], models: list[str], competitions: list[str], seeds: list[int]) -> dict[str, Any]:
+    """Rates over the group's cells (model x competition) for each seed, then mean and SEM across
+    seeds; a cell with no result for a seed counts as a failed run (MLE-bench's padding)."""
+    cells = [(m, c) for m in models for c in competitions]
+    found = {(r.model or UNKNOWN_MODEL, r.competition_id, r.seed): r for r in group}
+    per_seed: dict[str, list[float]] = {key: [] for key in (*RATES, "normalized_score")}
+    padded = 0
+    for seed in seeds:
+        rows = [found.get((m, c, seed)) for m, c in cells]
+        padded += sum(r is None for r in rows)
+        for key in RATES:
+            per_seed[key].append(100.0 * sum(r is not None and bool(r.report[key]) for r in rows) / len(rows))
+        per_seed["normalized_score"].append(statistics.fmean(r.normalized_score if r else 0.0 for r in rows))
+    return {
+        "runs": len(group),
+        "seeds": len(seeds),
+        "competitions": len({r.competition_id for r in group}),
+        "padded": padded,
+        **{key: {"mean": round(statistics.fmean(v), 3), "sem": round(_sem(v), 3)} for key, v in per_seed.items()},
+    }
+
+
+def _grid(results: list[RunResult], planned: list[PlannedRun]) -> dict[tuple[str, str], list[RunResult]]:
+    """(model, strategy) -> its results, for every pair that has results or was asked for. A result
+    written before results named their model takes the model of the planned run it stands for."""
+    grid: dict[tuple[str, str], list[RunResult]] = {(p.model, p.strategy): [] for p in planned}
+    model_of = {(p.competition, p.strategy, p.seed): p.model for p in planned}
+    for r in results:
+        model = r.model or model_of.get((r.competition_id, r.strategy, r.seed), UNKNOWN_MODEL)
+        grid.setdefault((model, r.strategy), []).append(r.model_copy(update={"model": model}))
+    return grid
+
+
+def summarize(results: list[RunResult], planned: list[PlannedRun] | None = None,
+              min_seeds: int = MIN_SEEDS) -> dict[str, dict[str, Any]]:
+    """Per strategy: rates over competitions (and models) for each seed, then mean and SEM across at
+    least `min_seeds` seeds, every strategy over the same competitions and seeds. `planned` (the
+    sweep's runs) adds what no result shows yet: a strategy, model, competition or seed with none."""
+    planned = planned or []
+    competitions = sorted({r.competition_id for r in results} | {p.competition for p in planned})
+    seeds = padded_seeds({r.seed for r in results} | {p.seed for p in planned}, min_seeds)
+    grid = _grid(results, planned)
+    return {strategy: _row([r for (_, s), group in grid.items() if s == strategy for r in group],
+                           sorted({m for m, s in grid if s == strategy}), competitions, seeds)
+            for strategy in sorted({s for _, s in grid})}
+
+
+def summarize_by_model(results: list[RunResult], planned: list[PlannedRun] | None = None,
+                       min_seeds: int = MIN_SEEDS) -> dict[str, dict[str, dict[str, Any]]]:
+    """The same rows per model and strategy."""
+    planned = planned or []
+    competitions = sorted({r.competition_id for r in results} | {p.competition for p in planned})
+    seeds = padded_seeds({r.seed for r in results} | {p.seed for p in planned}, min_seeds)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (model, strategy), group in sorted(_grid(results, planned).items()):
+        out.setdefault(model, {})[strategy] = _row(group, [model], competitions, seeds)
+    return out
+
+
+def _cells(row: dict[str, Any]) -> str:
+    cells = [f"{row[k]['mean']:.1f} ± {row[k]['sem']:.1f}" for k in RATES]
+    cells.append(f"{row['normalized_score']['mean']:.3f} ± {row['normalized_score']['sem']:.3f}")
+    return " | ".join(cells)
+
+
+def table(summary: dict[str, dict[str, Any]], by_model: dict[str, dict[str, dict[str, Any]]] | None = None) -> str:
+    """The summary as a Markdown table: a row per strategy, then (with several models) per model and
+    strategy; and a note on the seeds and the runs counted as failures."""
     lines = ["| strategy | runs | valid submission % | above median % | any medal % | mean normalized score |",
              "|---|---|---|---|---|---|"]
-    for strategy, row in summary.items():
-        cells = [f"{row[k]['mean']:.1f} ± {row[k]['sem']:.1f}" for k in ("valid_submission", "above_median", "any_medal")]
-        cells.append(f"{row['normalized_score']['mean']:.3f} ± {row['normalized_score']['sem']:.3f}")
-        lines.append(f"| {strategy} | {row['runs']} | " + " | ".join(cells) + " |")
+    lines += [f"| {strategy} | {row['runs']} | {_cells(row)} |" for strategy, row in summary.items()]
+    if by_model and len(by_model) > 1:
+        lines += [f"| {strategy} · {model} | {row['runs']} | {_cells(row)} |"
+                  for model, rows in by_model.items() for strategy, row in rows.items()]
+    if summary:
+        seeds = next(iter(summary.values()))["seeds"]
+        padded = [f"{strategy} {row['padded']}" for strategy, row in summary.items() if row["padded"]]
+        lines.append("")
+        lines.append(f"Mean ± standard error over {seeds} seeds (MLE-bench's rule: at least {MIN_SEEDS}); "
+                     + (f"runs missing and counted as failures: {', '.join(padded)}." if padded
+                        else "no run missing."))
     return "\n".join(lines)
 
 
@@ -127,6 +162,7 @@ class RunDetail(BaseModel):
     first_valid_s: float | None
     score: float | None
     normalized_score: float
+    model: str | None = None
 
 
 def run_detail(result: RunResult) -> RunDetail:
@@ -135,7 +171,7 @@ def run_detail(result: RunResult) -> RunDetail:
     valid = bool(result.report.get("valid_submission"))
     common = {"competition_id": result.competition_id, "strategy": result.strategy, "seed": result.seed,
               "valid": valid, "steps": result.steps, "score": result.report.get("score"),
-              "normalized_score": result.normalized_score}
+              "normalized_score": result.normalized_score, "model": result.model}
     peer = workdir / RUN_RECORD
     if result.strategy == AIDE or peer.is_file():
         record = PeerRunRecord.model_validate_json(peer.read_text(encoding="utf-8")) if peer.is_file() else None
@@ -153,14 +189,16 @@ def run_detail(result: RunResult) -> RunDetail:
 
 
 def details_table(details: list[RunDetail]) -> str:
-    """Per competition and strategy, as Markdown."""
+    """Per competition and strategy (and model, where the runs had several), as Markdown."""
+    several = len({d.model for d in details}) > 1
     lines = ["| competition | strategy | seed | valid | model-written | source | steps | improvements after the first "
              "valid | first valid | score | normalized |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for d in sorted(details, key=lambda d: (d.competition_id, d.strategy, d.seed)):
+    for d in sorted(details, key=lambda d: (d.competition_id, d.strategy, d.model or "", d.seed)):
+        who = f"{d.strategy} · {d.model or UNKNOWN_MODEL}" if several else d.strategy
         first = f"{d.first_valid_s / 60:.1f} min" if d.first_valid_s is not None else "-"
         score = f"{d.score:.4g}" if d.score is not None else "-"
         improvements = "n/a" if d.improvements is None else str(d.improvements)
-        lines.append(f"| {d.competition_id} | {d.strategy} | {d.seed} | {'yes' if d.valid else 'no'} | "
+        lines.append(f"| {d.competition_id} | {who} | {d.seed} | {'yes' if d.valid else 'no'} | "
                      f"{'yes' if d.model_written else 'no'} | {d.source} | {d.steps} | {improvements} | {first} | "
                      f"{score} | {d.normalized_score:.3f} |")
     per_strategy = sorted({d.strategy for d in details})
@@ -175,23 +213,37 @@ def details_table(details: list[RunDetail]) -> str:
     return "\n".join(lines)
 
 
-def summarize_folder(out: Path) -> tuple[dict[str, dict[str, Any]], list[RunDetail]]:
+class FolderSummary(BaseModel):
+    """What `gome bench summary` says of a results folder."""
+
+    strategies: dict[str, dict[str, Any]]
+    models: dict[str, dict[str, dict[str, Any]]]
+    details: list[RunDetail]
+    markdown: str
+
+
+def summarize_folder(out: Path) -> FolderSummary:
     """The summary and the per-run details of a results folder, written next to its results."""
-    results = [RunResult.model_validate(r) for r in jsonl.iter_raw(out / "results.jsonl")]
+    results = read_results(out / RESULTS)
     if not results:
-        raise ConfigError(f"{out / 'results.jsonl'} holds no results (run gome bench run --out {out} first)")
-    summary = summarize(results)
+        raise ConfigError(f"{out / RESULTS} holds no results (run gome bench run --out {out} first)")
+    record = read_sweep_record(out)
+    planned = record.runs if record is not None else []
+    summary = summarize(results, planned)
+    by_model = summarize_by_model(results, planned)
     details = [run_detail(r) for r in results]
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    (out / "summary.md").write_text(table(summary) + "\n\n" + details_table(details) + "\n", encoding="utf-8")
+    markdown = table(summary, by_model) + "\n\n" + details_table(details)
+    jsonl.write_json(out / "summary.json", {"strategies": summary, "models": by_model, "min_seeds": MIN_SEEDS})
+    (out / "summary.md").write_text(markdown + "\n", encoding="utf-8")
     jsonl.write_json(out / "details.json", [d.model_dump() for d in details])
-    return summary, details
+    return FolderSummary(strategies=summary, models=by_model, details=details, markdown=markdown)
 
 
-def _max_run_s(base: dict[str, Any], time_limit_s: float) -> float:
-    """The longest single run of a solution, by gome's own rule (its AIDE counterpart is `exec.timeout`)."""
-    minutes = base.get("execution", {}).get("max_run_minutes")
-    return float(minutes) * 60 if minutes is not None else min(3600.0, time_limit_s / 4)
+def bench(sweep: SweepSpec, *, out: Path, executor: Executor | None = None, storage: Path | None = None) -> SweepOutcome:
+    """Run the sweep's runs that have no result in `out` yet (run folders under `storage`, by default
+    OUT/runs), on `executor` (by default this machine, one run at a time)."""
+    specs = expand(sweep, storage=(storage or out / "runs").absolute())
+    return run_sweep(specs, out, executor or LocalExecutor(), sweep)
 
 
 def compare(
@@ -205,61 +257,13 @@ def compare(
     time_limit_s: float,
     base: dict[str, Any] | None = None,
     aide_venv: Path = DEFAULT_AIDE_VENV,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
-    """Run every (competition, strategy, seed) that has no result yet, then summarize all results.
-
-    `aide` among the strategies runs AIDE from `aide_venv` (installed there first if it is not).
-    """
-    unknown = [s for s in strategies if s not in STRATEGIES and s != AIDE]
-    if unknown:
-        raise ConfigError(f"unknown strategy {', '.join(unknown)} (known: {', '.join([*STRATEGIES, AIDE])})")
-    base = base or {}
-    results_path = out / "results.jsonl"
-    done = {(r["competition_id"], r["strategy"], r["seed"]): RunResult.model_validate(r)
-            for r in jsonl.iter_raw(results_path)}
-    if AIDE in strategies and any((c, AIDE, seed) not in done for c in competitions for seed in range(seeds)):
-        # Settings AIDE cannot follow, and an install that fails, stop the benchmark before any run.
-        aide_llm_variables(llm)
-        ensure_aide_venv(aide_venv)
-    for competition_id in competitions:
-        competition = load_competition(data_dir, competition_id)
-        baseline, best = score_range(competition)
-        for seed in range(seeds):
-            for strategy in strategies:
-                key = (competition_id, strategy, seed)
-                if key in done:
-                    continue
-                workdir = out / "runs" / competition_id / strategy / f"seed{seed}"
-                log.info("benchmark run: %s, %s, seed %d", competition_id, strategy, seed)
-                if strategy == AIDE:
-                    peer = run_aide(aide=ensure_aide_venv(aide_venv), competition=competition, llm=llm, workdir=workdir,
-                                    time_limit_s=time_limit_s, max_run_s=_max_run_s(base, time_limit_s), seed=seed)
-                    steps, reason = peer.steps, peer.reason
-                else:
-                    execution = dict(base.get("execution", {}))
-                    execution["hidden_paths"] = [*execution.get("hidden_paths", []),
-                                                 *competition.hidden_from_solutions()]
-                    values = {
-                        **base,
-                        "data_dir": competition.public_dir, "workdir": workdir, "time_limit_s": time_limit_s,
-                        "strategy": strategy, "seed": seed, "llm": llm, "execution": execution,
-                    }
-                    try:
-                        ours = run(RunConfig.model_validate(values))
-                        steps, reason = ours.steps, ours.reason
-                    except TaskError as exc:
-                        # A run that stops (a task the model cannot read) is a failed run of the benchmark,
-                        # graded on what it left (its fallback), not the end of the benchmark.
-                        log.warning("benchmark run %s, %s, seed %d stopped: %s", competition_id, strategy, seed, exc)
-                        steps, reason = len(EventLog(workdir / "events.jsonl").steps()), f"stopped: {exc}"
-                report = grade_csv(workdir / "submission" / "submission.csv", competition)
-                result = RunResult(
-                    competition_id=competition_id, strategy=strategy, seed=seed, workdir=str(workdir),
-                    report=report.to_dict(),
-                    normalized_score=normalized(report, baseline, best),
-                    steps=steps, reason=reason,
-                )
-                jsonl.append(results_path, result)
-                done[key] = result
-    summary, _ = summarize_folder(out)
-    return summary
+    """Run every (competition, strategy, seed) of one model that has no result yet, then summarize
+    all results per strategy. `aide` among the strategies runs AIDE from `aide_venv` (installed
+    there first if it is not)."""
+    sweep = SweepSpec(competitions=competitions, strategies=strategies, seeds=seeds,
+                      models=[llm.model_dump(mode="json")], time_limit=time_limit_s, settings=base or {},
+                      data_dir=data_dir.absolute(), aide_venv=aide_venv)
+    bench(sweep, out=out, executor=executor)
+    return summarize_folder(out).strategies
