@@ -18,6 +18,7 @@ import pytest
 
 from gome_agent.bench import compare as compare_module
 from gome_agent.bench import demo as demo_module
+from gome_agent.bench import sweep as sweep_module
 from gome_agent.bench.competitions import build_competition, get_spec
 from gome_agent.errors import ExecutorError
 from gome_agent.execution.executor import Executor, namespaces_available
@@ -202,7 +203,7 @@ def test_bench_run_and_demo_hide_the_answers_and_the_leaderboard(tmp_path, monke
         shutil.copyfile(competition.sample_path, config.workdir / "submission" / "submission.csv")
         return RunSummary(workdir=config.workdir, reason="r", best_score=None, steps=0, submission=None)
 
-    monkeypatch.setattr(compare_module, "run", fake_run)
+    monkeypatch.setattr(sweep_module, "run", fake_run)  # the sweep runs each benchmark run
     compare_module.compare(data_dir=tmp_path / "bench", out=tmp_path / "out", competitions=["breast-cancer"],
                            strategies=["gome"], seeds=1, llm=LLMConfig(model="m"), time_limit_s=60,
                            base={"execution": {"hidden_paths": ["/elsewhere"], "min_run_seconds": 1}})

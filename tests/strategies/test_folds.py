@@ -53,8 +53,8 @@ def test_every_trace_validates_on_the_same_harness_folds(tmp_path, competition, 
     start(config, monkeypatch)
     master = (config.workdir / "validation" / "folds.csv").read_bytes()
     notes = [e.message for e in EventLog(config.workdir / "events.jsonl").read() if isinstance(e, Note)]
-    assert "scores measured by gome on 64 held-out rows" in notes
-    assert ("validation folds: 5 folds of the 362 rows of train.csv that gome does not hold out by id, "
+    assert "scores measured by gome on 127 held-out rows" in notes
+    assert ("validation folds: 5 folds of the 299 rows of train.csv that gome does not hold out by id, "
             "stratified by target") in notes
     # The folds list exactly the rows solutions see; the held-out rows are in neither.
     folded = set(pd.read_csv(config.workdir / "validation" / "folds.csv")["id"])

@@ -46,8 +46,8 @@ def test_a_self_inflated_score_and_a_leaking_update_are_not_accepted(tmp_path, c
     assert leak.reported_score is not None and leak.reported_score > draft.reported_score
     assert leak.status == "rejected" and leak.score == pytest.approx(draft.score)
     notes = [e.message for e in EventLog(config.workdir / "events.jsonl").read() if isinstance(e, Note)]
-    assert "scores measured by gome on 64 held-out rows" in notes
-    assert "validation: scores measured by gome on 64 held-out rows" in RunView.load(config.workdir).summary_text()
+    assert "scores measured by gome on 127 held-out rows" in notes
+    assert "validation: scores measured by gome on 127 held-out rows" in RunView.load(config.workdir).summary_text()
 
 
 def test_a_task_without_a_labelled_id_table_runs_on_self_reported_scores_and_says_so(
