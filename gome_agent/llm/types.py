@@ -35,12 +35,16 @@ class Usage(BaseModel):
         )
 
 
+REPETITION = "repetition"  # the finish_reason of a streamed reply gome stopped in a loop (providers.RepetitionGuard)
+
+
 class Completion(BaseModel):
     """One successful call.
 
     `finish_reason` is normalised across providers: "stop" (natural end), "length" (the
-    output token limit was hit), "length_cut" (the reply was cut at `max_reply_chars`);
-    anything else is the provider's own word.
+    output token limit was hit), "length_cut" (the reply was cut at `max_reply_chars`),
+    "repetition" (gome stopped a streamed reply that had fallen into a loop); anything else is the
+    provider's own word.
     """
 
     text: str
@@ -53,8 +57,8 @@ class Completion(BaseModel):
 
     @property
     def cut(self) -> bool:
-        """Whether the reply was cut off at the output limit before it ended."""
-        return self.finish_reason in ("length", "length_cut")
+        """Whether the reply was cut off before it ended (at the output limit, or stopped in a loop)."""
+        return self.finish_reason in ("length", "length_cut", REPETITION)
 
 
 class Structured(BaseModel, Generic[T]):

@@ -219,6 +219,21 @@ def function_head(code: str, name: str) -> str | None:
     return None
 
 
+def _function_names(code: str) -> list[str]:
+    try:
+        return [n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)]
+    except SyntaxError:
+        return []
+
+
+def function_source(code: str, name: str) -> str | None:
+    """The whole source of the top-level function `name` of `code` (decorators included), or None."""
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return _segment(_lines(code), node).rstrip("\n")
+    return None
+
+
 def _empty(body: list[ast.stmt]) -> bool:
     """A body that does nothing: a docstring, `pass`, `...` or a bare `raise NotImplementedError`."""
     for node in body:
@@ -276,9 +291,18 @@ def new_code(reply: str, current: str | None) -> tuple[str, str]:
     else:
         code = apply_edits(current, parsed.edits)
     try:
-        ast.parse(code)
+        tree = ast.parse(code)
     except SyntaxError as exc:
         raise EditError(f"the resulting main.py is not valid Python: line {exc.lineno}: {exc.msg}") from exc
+    if _definitions(tree):
+        # A small model answered "write fit_predict" with imports and `fit_predict = lambda ...`: no `def` to
+        # splice in, and as a whole main.py it ran, wrote nothing and cost a smoke run and a debug round.
+        assigned = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        named = [n for n in (_function_names(current) if current else []) if n in assigned]
+        hint = f" (`{named[0]} = ...` is no function definition: write `def {named[0]}(...):` with a body)" if named \
+            else ""
+        raise EditError("the reply's code only defines names and does nothing when run: it replaces no function of "
+                        f"main.py by name{hint}, and it is no whole program either")
     return code, parsed.summary
 
 

@@ -17,11 +17,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
-from gome_agent.llm.types import Message
+from gome_agent.llm.types import REPETITION, Message
 from gome_agent.optimizer import budget as budget_mod
 from gome_agent.optimizer.edits import (
     EditError,
     function_head,
+    function_source,
     new_code,
     salvage_cut,
     summary_line,
@@ -120,11 +121,13 @@ class Strategy(ABC):
         return min(3600.0, self.cfg.time_limit_s / 4)
 
     # Asking for code ---------------------------------------------------------------
-    def ask_code(self, messages: list[Message], current: str | None, role: str, meter: Meter) -> tuple[str, str]:
+    def ask_code(self, messages: list[Message], current: str | None, role: str, meter: Meter,
+                 functions_only: bool = False) -> tuple[str, str]:
         """Ask for code. Returns the new code and the reply's own summary of it.
 
         A reply cut off at the output limit is never applied, not even its complete edit blocks (only a
-        scaffolded draft keeps the functions it finished: `salvage_cut`); it is re-asked with that reason
+        reply asked for scaffold functions alone, `functions_only` or a scaffolded draft, keeps the
+        functions it finished: `salvage_cut`); it is re-asked with that reason
         (edits only, or a more compact file). A reply whose edits
         do not apply is re-asked with the exact reason (`max_reply_edit_retries` times); when its
         edits still fail, the whole file is asked for once before the step gives up (StepFailed).
@@ -134,7 +137,8 @@ class Strategy(ABC):
         announced = ""  # a summary line of an earlier reply, kept when the code comes in a later one
         # A scaffolded draft needs a function or two: a small model's runaway reply (it repeats itself up to
         # the output limit, minutes on a CPU) is cut much earlier.
-        limit = min(SCAFFOLD_REPLY_TOKENS, self.cfg.llm.max_output_tokens) if role == "draft" and current else None
+        functions_only = functions_only or (role == "draft" and current is not None)
+        limit = min(SCAFFOLD_REPLY_TOKENS, self.cfg.llm.max_output_tokens) if functions_only else None
         for attempt in itertools.count():
             completion = self.services.llm.complete(messages, role=role, deadline=self.services.budget.deadline,
                                                     tags={**tags, "reask": attempt} if attempt else tags,
@@ -142,10 +146,12 @@ class Strategy(ABC):
             meter.add(completion)
             cut = completion.cut
             try:
-                salvaged = salvage_cut(completion.text, current) if cut and role == "draft" and current else None
+                salvaged = salvage_cut(completion.text, current) if cut and functions_only and current else None
                 if cut and salvaged is None:
-                    raise EditError("the reply was cut off at the output limit before it ended, so none of it "
-                                    "was applied")
+                    how = ("fell into a loop (it repeated the same text over and over) and was stopped"
+                           if completion.finish_reason == REPETITION else
+                           "was cut off at the output limit before it ended")
+                    raise EditError(f"the reply {how}, so none of it was applied")
                 code, summary = (salvaged, summary_line(completion.text)) if salvaged else new_code(completion.text,
                                                                                                     current)
                 stubs = unwritten(code, _SCAFFOLD_FUNCTIONS) if current is not None and _STUB.search(current) else []
@@ -161,7 +167,7 @@ class Strategy(ABC):
                 if attempt < re_asks and no_code:
                     ask = _CODE_ONLY_SCAFFOLD if current is not None else _CODE_ONLY
                 elif attempt < re_asks:
-                    shorter = _SHORTER_FUNCTIONS if role == "draft" and current else _SHORTER_EDITS if current \
+                    shorter = _SHORTER_FUNCTIONS if functions_only else _SHORTER_EDITS if current \
                         else _SHORTER_FILE
                     again = shorter if cut else "Reply again, correctly."
                     ask = f"That reply could not be applied: {exc}. {again}"
@@ -260,8 +266,34 @@ class Strategy(ABC):
         )
         return self.ask_code(messages, code, "debug", meter)
 
+    def function_change(self, role: str, direction: str | None, meter: Meter) -> tuple[str, str] | None:
+        """A small model's change of a scaffolded best, asked as its fit_predict rewritten in a short prompt
+        (prompts/function_change.j2 says why), towards `direction` when a gradient chose one; None when the
+        model is not small or the best has no written fit_predict (other models edit the whole file)."""
+        plan, best, code = self.services.task.scaffold, self.state.best, self.state.best_code
+        if plan is None or not plan.available or best is None or code is None \
+                or not is_weak_model(self.cfg.llm.model_for(role)):
+            return None
+        try:
+            current = function_source(code, "fit_predict")
+        except SyntaxError:
+            return None
+        if current is None or "fit_predict" in unwritten(code, ("fit_predict",)):
+            return None
+        tried = [f"{s.hypothesis}: {s.status}" + (f" ({fmt_score(s.score)})" if s.score is not None else "")
+                 + ("" if s.status in ("accepted", "rejected") else f": {s.cause or s.message}"[:160])
+                 for s in self.state.steps[-4:] if s.kind != "draft" and s.hypothesis]
+        context = self.context()
+        messages = self.services.prompts.messages(
+            "function_change", task=context.task, environment=context.environment, plan=plan, current=current,
+            score=fmt_score(best.score), direction=direction, tried=tried)
+        return self.ask_code(messages, code, role, meter, functions_only=True)
+
     def direct(self, meter: Meter) -> tuple[str, str]:
         """One change of the best code straight from its feedback, with no structured diagnosis."""
+        small = self.function_change("direct", None, meter)
+        if small is not None:
+            return small[0], small[1] or "direct change"
         messages = self.services.prompts.messages(
             "direct", **self.context().variables(), best=self.best_view(), history=self.history().recent,
             functions=self.function_edits(self.state.best_code or "", "direct"),

@@ -111,6 +111,9 @@ class GomeStrategy(Strategy):
 
     def update(self, direction: Direction, meter: Meter) -> tuple[str, str]:
         """The best code with `direction` applied as a minimal edit, and the reply's summary of the edit."""
+        small = self.function_change("update", direction.hypothesis, meter)
+        if small is not None:
+            return small
         messages = self.services.prompts.messages(
             "update", **self.context().variables(), best=self.best_view(), direction=DirectionView.of(direction),
             functions=self.function_edits(self.state.best_code or "", "update"),

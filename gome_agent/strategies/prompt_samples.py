@@ -106,6 +106,10 @@ def sample_context() -> dict[str, Any]:
         "plan": sample_scaffold_plan(),
         "scaffold": "def fit_predict(X, y, X_new):\n    raise NotImplementedError(\"write fit_predict\")\n",
         "stub": "def fit_predict(X, y, X_new):\n    \"\"\"Train a model on X, y and predict X_new.\"\"\"",
+        "current": "def fit_predict(X, y, X_new):\n    from sklearn.linear_model import LogisticRegression\n"
+                   "    return LogisticRegression(max_iter=1000).fit(X, y).predict_proba(X_new)[:, 1]\n",
+        "score": "0.8731",
+        "tried": ["Add target-encoded city feature: accepted, 0.8731"],
         "earlier": ["attempt 1: exited with code 1 -> changed: fix the column name"],
         "functions": [],
     }

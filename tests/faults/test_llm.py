@@ -98,7 +98,9 @@ def test_invalid_json_twice_costs_exactly_the_answer_and_one_repair(world, fake_
 
 
 def test_a_reply_of_several_megabytes_is_cut_and_re_asked(world, fake_llm):
-    huge = "Change: everything\n```python\n" + "# padding line of a runaway model\n" * 150_000  # 5 MB, no closing fence
+    # 5 MB with no closing fence; numbered lines, so the loop guard (a repeated passage) does not stop it first
+    huge = "Change: everything\n```python\n" + "".join(f"# padding line {i} of a runaway model\n"
+                                                         for i in range(120_000))
     model = Model().inject("update", huge)
     fake_llm.set_responder(model)
     run_in_process(fault_config(world, fake_llm, optimizer={"max_steps": 2}))

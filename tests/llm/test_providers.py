@@ -8,6 +8,7 @@ import pytest
 
 from gome_agent.errors import LLMOutputError
 from gome_agent.llm import LLMClient, LLMConfig, Message, build_provider
+from gome_agent.llm.providers import RepetitionGuard
 from tests.fake_llm import FakeLLMServer, Reply
 
 KEY = "sk-test-SECRET123456"
@@ -203,3 +204,36 @@ def test_an_openai_compatible_server_gets_a_low_temperature_for_fixes_only(
     assert [r.body.get("temperature") for r in fake_llm.requests] == [0.2, 0.2, None, None]
     # Hosted OpenAI gets none by default: its reasoning models reject the parameter.
     assert make_client(fake_llm, tmp_path, "openai", "chat").config.temperature_for("debug") is None
+
+
+# The 0.5B model's own loop on llama.cpp (a reply of 7,378 characters, two minutes on two cores).
+LOOP = "Change: make_features or fit_predict, " + "each whole fit_predict, " * 300
+
+
+@pytest.mark.parametrize(("provider", "api"), APIS)
+def test_a_streamed_reply_stuck_in_a_loop_is_stopped_early_and_counts_as_cut(
+    fake_llm: FakeLLMServer, tmp_path: Path, provider: str, api: str
+) -> None:
+    client = make_client(fake_llm, tmp_path, provider, api, stream=True)
+    fake_llm.queue(Reply(LOOP))
+    completion = client.complete(CONVERSATION, role="code")
+    assert completion.finish_reason == "repetition" and completion.cut
+    assert LOOP.startswith(completion.text) and 600 <= len(completion.text) < len(LOOP) / 3
+    assert completion.attempts == 1  # a loop is the model's answer, not a transport failure to retry
+
+
+def test_the_loop_guard_spots_loops_but_not_code_or_prose() -> None:
+    def stopped(text: str, piece: int = 7) -> int | None:
+        guard = RepetitionGuard()
+        return next((i + piece for i in range(0, len(text), piece) if guard.feed(text[i:i + piece])), None)
+
+    at = stopped(LOOP)
+    assert at is not None and at < 800
+    replace_loop = "Change: a fix\nSEARCH\n" + "REPLACE\nlines copied exactly from the current main.py\n" * 40
+    assert stopped(replace_loop) is not None
+    assert stopped("=" * 1000) is not None
+    # Repetitive but varying text is not a loop: numbered lines, a table, this repository's own code.
+    assert stopped("".join(f"    X['f{i}'] = X['a'] * {i}\n" for i in range(200))) is None
+    assert stopped("fold,score\n" + "".join(f"{i % 5},{i * 37 % 101 / 100}\n" for i in range(300))) is None
+    source = Path(__file__).read_text() + (Path(__file__).parents[2] / "gome_agent/llm/client.py").read_text()
+    assert stopped(source) is None

@@ -1,6 +1,6 @@
 import pytest
 
-from gome_agent.optimizer.edits import EditError, apply_edits, diff_size, new_code, parse_reply
+from gome_agent.optimizer.edits import EditError, apply_edits, diff_size, function_source, new_code, parse_reply
 
 CODE = '''import pandas as pd
 
@@ -104,3 +104,44 @@ def test_diff_size_counts_lines_and_names_the_region():
     assert str(size) == "+2/-1 lines at lines 2-3"
     assert str(diff_size(old, old)) == "+0/-0 lines"
     assert str(diff_size(old, "a\nb\nc\n")) == "+0/-1 lines at line 4"
+
+
+SKELETON = '''import os
+
+
+def fit_predict(X, y, X_new):
+    """Train on X, y; predict X_new."""
+    raise NotImplementedError
+
+
+def main():
+    print(fit_predict(1, 2, 3))
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_a_reply_that_only_defines_names_is_refused_with_what_to_write():
+    # The 0.5B model's telco-churn draft: imports and a lambda, which replace no function of the scaffold
+    # and, taken as the whole main.py, ran, wrote nothing and cost a smoke run and a debug round.
+    reply = ("Approach: logistic regression\n```python\nimport numpy as np\nfrom sklearn.linear_model import "
+             "LogisticRegression\n\nfit_predict = lambda X, y, X_new: LogisticRegression().fit(X, y).predict(X_new)\n```\n")
+    with pytest.raises(EditError, match=r"only defines names and does nothing when run.*`fit_predict = \.\.\.` is no "
+                                        r"function definition: write `def fit_predict\(\.\.\.\):`"):
+        new_code(reply, SKELETON)
+    with pytest.raises(EditError, match="only defines names"):
+        new_code(reply, None)
+    # The same model as a def is spliced in, and a whole program is taken as it is.
+    code, _ = new_code(reply.replace("fit_predict = lambda X, y, X_new:", "def fit_predict(X, y, X_new):\n    return"),
+                       SKELETON)
+    assert "LogisticRegression().fit(X, y).predict(X_new)" in code and code.rstrip().endswith("main()")
+    program = "```python\nimport sys\nprint(sys.argv)\n```\n"
+    assert new_code(program, SKELETON)[0] == "import sys\nprint(sys.argv)\n"
+
+
+def test_function_source_is_the_whole_function():
+    assert function_source(SKELETON, "fit_predict") == (
+        'def fit_predict(X, y, X_new):\n    """Train on X, y; predict X_new."""\n    raise NotImplementedError')
+    assert function_source(SKELETON, "make_features") is None

@@ -1,8 +1,9 @@
 """A small model after its first working solution, in real runs against the fake server: a gradient
 reply it cannot write as the schema's JSON still gives the step a change, straight from the feedback
 (the w/o-structured-reasoning prompt), and after two such steps the trace stops asking for a gradient
-until a step is accepted; changes to scaffolded code are asked for as whole functions, the format the
-0.5B model follows (it answered SEARCH/REPLACE requests with a `Change:` line and no edit)."""
+until a step is accepted; a change of a scaffolded best is asked for as its fit_predict rewritten, in a
+short prompt (the 0.5B model answered SEARCH/REPLACE requests with a `Change:` line and no edit, and
+looped on the long prompt's reply format)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def small(config):
 
 def test_an_unusable_gradient_falls_back_to_a_direct_change(tmp_path, competition, fake_llm, monkeypatch):
     script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
-              .add("gradient", NOT_JSON).add("direct", SCALED))
+              .add("gradient", NOT_JSON).add("function_change", SCALED))
     fake_llm.set_responder(script)
     config = small(make_config(tmp_path, competition, fake_llm, max_steps=4))
     start(config, monkeypatch)
@@ -51,7 +52,10 @@ def test_an_unusable_gradient_falls_back_to_a_direct_change(tmp_path, competitio
     assert improves[2].gradient_error.startswith("the last 2 gradients of this trace could not be used")
     gradient_requests = len(script.prompts("gradient"))
     assert gradient_requests == 4  # two steps, each the request and its repair re-ask
-    assert len(script.prompts("direct")) == 3
+    # The direct changes were asked as fit_predict alone, with no direction (no gradient chose one).
+    changes = script.prompts("function_change")
+    assert len(changes) == 3 and not script.prompts("direct")
+    assert "Make one change that should raise the score" in changes[0] and "def fit_predict(X, y, X_new)" in changes[0]
     # The change was spliced into the scaffolded best and ran.
     code = (config.workdir / improves[0].code_dir / "main.py").read_text()
     assert "LogisticRegression(C=0.5, max_iter=3000" in code and code.startswith("# gome scaffold")
@@ -66,8 +70,8 @@ def columns(n: str, change: str = "first solution") -> str:
 def test_a_gradient_is_asked_for_again_once_a_step_is_accepted(tmp_path, competition, fake_llm, monkeypatch):
     script = (Script().add("task_analysis", analysis_reply()).add("function", columns("2"))
               .add("gradient", NOT_JSON, NOT_JSON, NOT_JSON, NOT_JSON, gradient("Tune the regularisation"))
-              .add("direct", columns("1", "one column"), columns("1", "one column"), columns("None", "every column"))
-              .add("update", SCALED))
+              .add("function_change", columns("1", "one column"), columns("1", "one column"),
+                   columns("None", "every column"), SCALED))
     fake_llm.set_responder(script)
     config = small(make_config(tmp_path, competition, fake_llm, max_steps=5, acceptance="plain"))
     start(config, monkeypatch)
@@ -79,23 +83,34 @@ def test_a_gradient_is_asked_for_again_once_a_step_is_accepted(tmp_path, competi
     # Step 4's direct change was accepted, so step 5 diagnoses again, and this gradient is usable.
     assert steps[4].gradient is not None and steps[4].gradient_error is None
     assert steps[4].hypothesis == "Tune the regularisation"
+    # The gradient's direction reaches the small model's function request, with the changes tried before.
+    last = script.prompts("function_change")[-1]
+    assert "Make this change: Tune the regularisation" in last
+    assert "- one column: rejected" in last and "- every column: accepted" in last
 
 
-@pytest.mark.parametrize(("model", "whole_functions"), [(SMALL, True), ("fake-model", False)])
-def test_changes_to_scaffolded_code_are_asked_for_as_whole_functions_from_a_small_model(
-        tmp_path, competition, fake_llm, monkeypatch, model, whole_functions):
+@pytest.mark.parametrize("model", [SMALL, "fake-model"])
+def test_a_small_model_changes_scaffolded_code_by_rewriting_fit_predict_in_a_short_prompt(
+        tmp_path, competition, fake_llm, monkeypatch, model):
     script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS).add("draft", FUNCTIONS)
-              .add("gradient", gradient("Tune the regularisation")).add("update", SCALED))
+              .add("gradient", gradient("Tune the regularisation")).add("update", SCALED)
+              .add("function_change", SCALED))
     fake_llm.set_responder(script)
     config = make_config(tmp_path, competition, fake_llm, max_steps=2, scaffold="on")
     config = config.model_copy(update={"llm": config.llm.model_copy(update={"model": model})})
     start(config, monkeypatch)
-    (prompt,) = script.prompts("update")
-    asks_functions = "the functions you change, each whole (`make_features` or `fit_predict`)" in prompt
-    assert asks_functions is whole_functions
-    assert ("<<<<<<< SEARCH" in prompt) is not whole_functions
     update = steps_of(config)[1]
     assert update.status != "failed" and update.gradient is not None
+    if model == SMALL:
+        # fit_predict alone, with the gradient's direction, instead of the whole main.py and its history.
+        (prompt,) = script.prompts("function_change")
+        assert not script.prompts("update") and "Make this change: Tune the regularisation" in prompt
+        assert "def fit_predict(X, y, X_new)" in prompt and "# gome scaffold" not in prompt and len(prompt) < 4000
+        code = (config.workdir / update.code_dir / "main.py").read_text()
+        assert "LogisticRegression(C=0.5, max_iter=3000" in code and code.startswith("# gome scaffold")
+    else:
+        (prompt,) = script.prompts("update")
+        assert not script.prompts("function_change") and "<<<<<<< SEARCH" in prompt
 
 
 @pytest.mark.parametrize(("model", "names_absent"), [(SMALL, False), ("fake-model", True)])

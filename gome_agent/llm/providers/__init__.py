@@ -121,6 +121,44 @@ class StreamClock:
             raise TransientError(f"the streamed reply took longer than {self.timeout_s:.1f}s")
 
 
+class RepetitionGuard:
+    """Spots a streamed reply stuck in a loop, so that it is stopped instead of running to the output limit.
+
+    The 0.5B model on llama.cpp looped on its instructions ("each whole fit_predict, each whole ...",
+    "REPLACE\nlines copied exactly from the current main.py") for 1,536 tokens, 90-130 s a reply on two
+    CPU cores. A reply whose end is one piece of text repeated `min_copies` times over at least
+    `min_chars` characters is looping: code and prose never repeat that exactly that often.
+    """
+
+    def __init__(self, min_copies: int = 6, min_chars: int = 600, max_period: int = 400, every: int = 64) -> None:
+        self.min_copies, self.min_chars, self.max_period, self.every = min_copies, min_chars, max_period, every
+        self._parts: list[str] = []
+        self._length = 0
+        self._checked = 0
+
+    def feed(self, piece: str) -> bool:
+        """Add a piece of the reply; True when the reply so far ends in a loop."""
+        self._parts.append(piece)
+        self._length += len(piece)
+        if self._length - self._checked < self.every or self._length < self.min_chars:
+            return False
+        self._checked = self._length
+        text = "".join(self._parts)
+        self._parts = [text]
+        return self.loops(text)
+
+    def loops(self, text: str) -> bool:
+        for period in range(1, self.max_period + 1):
+            copies = max(self.min_copies, -(-self.min_chars // period))
+            span = period * copies
+            if span > len(text):
+                break
+            unit = text[-period:]
+            if text[-span:] == unit * copies:
+                return True
+        return False
+
+
 def dropped_stream(what: str, events: int) -> TransientError:
     return TransientError(f"dropped stream: the reply ended without {what} after {events} events", broken_off=True)
 

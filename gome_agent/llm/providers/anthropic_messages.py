@@ -11,11 +11,12 @@ from gome_agent.llm.providers import (
     SDK_ERRORS,
     Endpoint,
     RawReply,
+    RepetitionGuard,
     StreamClock,
     dropped_stream,
     raise_sdk_error,
 )
-from gome_agent.llm.types import Message, Usage
+from gome_agent.llm.types import REPETITION, Message, Usage
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
@@ -124,6 +125,7 @@ class AnthropicMessagesProvider:
         served_model = params["model"]
         events = 0
         stream = self._client.messages.create(**params, stream=True, timeout=timeout_s)
+        guard = RepetitionGuard()
         with stream:
             for event in stream:
                 events += 1
@@ -133,6 +135,10 @@ class AnthropicMessagesProvider:
                     counter.update(event.message.usage)
                 elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     parts.append(event.delta.text)
+                    if guard.feed(event.delta.text):
+                        # Returning closes the connection, and the server stops generating.
+                        return RawReply(text="".join(parts), usage=counter.usage(), finish_reason=REPETITION,
+                                        model=served_model)
                 elif event.type == "message_delta":
                     stop_reason = event.delta.stop_reason or stop_reason
                     stop_details = event.delta.stop_details or stop_details

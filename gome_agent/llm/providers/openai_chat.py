@@ -11,12 +11,13 @@ from gome_agent.llm.providers import (
     SDK_ERRORS,
     Endpoint,
     RawReply,
+    RepetitionGuard,
     StreamClock,
     dropped_stream,
     estimated_usage,
     raise_sdk_error,
 )
-from gome_agent.llm.types import Message, Usage
+from gome_agent.llm.types import REPETITION, Message, Usage
 
 
 def openai_client(endpoint: Endpoint) -> openai.OpenAI:
@@ -100,6 +101,7 @@ class OpenAIChatProvider:
         stream = self._client.chat.completions.create(
             **params, stream=True, stream_options={"include_usage": True}, timeout=timeout_s
         )
+        guard = RepetitionGuard()
         with stream:
             for chunk in stream:
                 events += 1
@@ -112,10 +114,14 @@ class OpenAIChatProvider:
                         continue
                     if choice.delta.content:
                         parts.append(choice.delta.content)
+                        if guard.feed(choice.delta.content):
+                            finish_reason = REPETITION
                     if choice.delta.refusal:
                         refusal.append(choice.delta.refusal)
                     if choice.finish_reason:
                         finish_reason = choice.finish_reason
+                if finish_reason == REPETITION:
+                    break  # leaving the block closes the connection, and the server stops generating
         if finish_reason is None:
             raise dropped_stream("a finish_reason", events)
         text = "".join(parts)

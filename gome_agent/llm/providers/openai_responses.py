@@ -9,6 +9,7 @@ from gome_agent.llm.providers import (
     SDK_ERRORS,
     Endpoint,
     RawReply,
+    RepetitionGuard,
     StreamClock,
     dropped_stream,
     estimated_usage,
@@ -16,7 +17,7 @@ from gome_agent.llm.providers import (
 )
 from gome_agent.llm.providers.openai_chat import openai_client
 from gome_agent.llm.retry import TransientError
-from gome_agent.llm.types import Message, Usage
+from gome_agent.llm.types import REPETITION, Message, Usage
 
 
 def _usage(usage: Any) -> Usage:
@@ -105,12 +106,18 @@ class OpenAIResponsesProvider:
         parts: list[str] = []
         events = 0
         stream = self._client.responses.create(**params, stream=True, timeout=timeout_s)
+        guard = RepetitionGuard()
         with stream:
             for event in stream:
                 events += 1
                 clock.check()
                 if event.type == "response.output_text.delta":
                     parts.append(event.delta)
+                    if guard.feed(event.delta):
+                        # Returning closes the connection, and the server stops generating.
+                        text = "".join(parts)
+                        return RawReply(text=text, usage=estimated_usage(messages, text), finish_reason=REPETITION,
+                                        model=params["model"])
                 elif event.type in ("response.completed", "response.incomplete", "response.failed"):
                     return _reply(event.response, messages, "".join(parts))
                 elif event.type == "error":
