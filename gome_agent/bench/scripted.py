@@ -22,6 +22,7 @@ _MARKERS = (
     ("draft", "Write the first complete solution"),
     ("function", "Write the body of the Python function `fit_predict`"),
     ("function_change", "Improve the Python function `fit_predict`"),
+    ("function_fix", "Fix the Python function `fit_predict`"),
     ("direct", "with one change to this code"),
 )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -276,15 +277,42 @@ def salvage_cut(reply: str, current: str) -> str | None:
     return None
 
 
-def new_code(reply: str, current: str | None) -> tuple[str, str]:
+def as_function(block: str, current: str, name: str) -> str | None:
+    """`block` as the whole function `name` under `current`'s def line for it, when `block` is that
+    function's body without its def line (statements with a top-level `return`); None otherwise.
+
+    Asked for "the whole function fit_predict", the 0.5B model often replies with its body alone: as a
+    whole main.py that is a `return` outside any function, which costs a static check and a debug round.
+    """
+    block = textwrap.dedent(block)  # a body copied with its indentation
+    try:
+        tree, base = ast.parse(block), ast.parse(current)
+    except SyntaxError:
+        return None
+    if not any(isinstance(n, ast.Return) for n in tree.body) or \
+            any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == name for n in tree.body):
+        return None
+    node = next((n for n in base.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    if node is None or node.body[0].lineno == node.lineno:  # a one-line def has no def line of its own
+        return None
+    start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    head = "".join(_lines(current)[start - 1 : node.body[0].lineno - 1])  # decorators and the def line(s)
+    return head + textwrap.indent(block.rstrip("\n") + "\n", "    ")
+
+
+def new_code(reply: str, current: str | None, function: str | None = None) -> tuple[str, str]:
     """The new main.py and the reply's summary line; raises EditError when it cannot be built.
 
-    A whole-file reply that only defines functions of `current` (see `splice`) is spliced into it."""
+    A whole-file reply that only defines functions of `current` (see `splice`) is spliced into it;
+    so is one that holds only the body of `function`, the one function the reply was asked for
+    (see `as_function`)."""
     parsed = parse_reply(reply)
     if parsed.full_code is not None:
         code = parsed.full_code
         if current is not None:
             blocks = [m.group("code") for m in _FENCE.finditer(reply)]
+            if function is not None and len(blocks) <= 1:
+                code = as_function(code, current, function) or code
             code = splice(current, "\n\n".join(blocks)) or splice(current, code) or code
     elif current is None:
         raise EditError("there is no current main.py to edit; reply with the whole file in one ```python block")

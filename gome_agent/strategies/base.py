@@ -53,14 +53,26 @@ SCAFFOLD_REPLY_TOKENS = 1024  # output limit of a scaffolded draft's replies (fi
 _CODE_ONLY = ("That reply named the approach but held no code. Now write that solution: reply with the complete "
               "main.py only, in one ```python block that starts with its imports and honours the solution "
               "contract above. No other text.")
-_CODE_ONLY_SCAFFOLD = ("That reply named the approach but held no code. Now write it: reply with the function "
-                       "fit_predict (and the imports it needs) in one ```python block. No other text.")
+# Asked for a function, the 0.5B model repeated a code-less `Change:` line word for word when told only that
+# the reply held no code; naming the block's first line gets the function more often.
+_CODE_ONLY_SCAFFOLD = ("That reply held no code. Now write it: reply with the whole function fit_predict (and the "
+                       "imports it needs) in one ```python block that begins with the line `{signature}`. "
+                       "No other text.")
 _SHORTER_FUNCTIONS = ("Reply with only the function fit_predict (its def line, its body and the imports it needs) "
                       "in one ```python block, not the whole file.")
 # What the scaffold leaves to write (prompts/scaffold.j2): code built on it whose functions are still
 # empty would only fail when run.
 _STUB = re.compile(r'raise NotImplementedError\("write \w+"\)')
 _SCAFFOLD_FUNCTIONS = ("make_features", "fit_predict")
+
+
+def _signature(code: str, name: str) -> str:
+    """The first line of function `name`'s def in `code` ("def fit_predict(X, y, X_new):")."""
+    try:
+        head = function_head(code, name)
+    except SyntaxError:
+        head = None
+    return head.splitlines()[0] if head else f"def {name}("
 
 
 def _shown(text: str, cut: bool) -> str:
@@ -152,8 +164,8 @@ class Strategy(ABC):
                            if completion.finish_reason == REPETITION else
                            "was cut off at the output limit before it ended")
                     raise EditError(f"the reply {how}, so none of it was applied")
-                code, summary = (salvaged, summary_line(completion.text)) if salvaged else new_code(completion.text,
-                                                                                                    current)
+                code, summary = (salvaged, summary_line(completion.text)) if salvaged else new_code(
+                    completion.text, current, "fit_predict" if functions_only else None)
                 stubs = unwritten(code, _SCAFFOLD_FUNCTIONS) if current is not None and _STUB.search(current) else []
                 if stubs:
                     names = " and ".join(stubs)
@@ -163,9 +175,10 @@ class Strategy(ABC):
                 return code, summary or announced
             except EditError as exc:
                 announced = announced or summary_line(completion.text)
-                no_code = role == "draft" and not cut and "```" not in completion.text
+                no_code = (role == "draft" or functions_only) and not cut and "```" not in completion.text
                 if attempt < re_asks and no_code:
-                    ask = _CODE_ONLY_SCAFFOLD if current is not None else _CODE_ONLY
+                    ask = _CODE_ONLY_SCAFFOLD.format(signature=_signature(current, "fit_predict")) \
+                        if current is not None else _CODE_ONLY
                 elif attempt < re_asks:
                     shorter = _SHORTER_FUNCTIONS if functions_only else _SHORTER_EDITS if current \
                         else _SHORTER_FILE
@@ -260,25 +273,40 @@ class Strategy(ABC):
 
     def fix(self, code: str, failure: Failure, goal: str, earlier: list[str], meter: Meter) -> tuple[str, str]:
         """A fix of failing code, given exactly what went wrong."""
+        current = self.written_function(code, "debug")
+        if current is not None:
+            # A small model fixes the one function it wrote, in a short prompt (prompts/function_fix.j2 says why).
+            context = self.context()
+            messages = self.services.prompts.messages(
+                "function_fix", task=context.task, environment=context.environment, plan=self.services.task.scaffold,
+                current=current, failure=failure, earlier=earlier)
+            return self.ask_code(messages, code, "debug", meter, functions_only=True)
         messages = self.services.prompts.messages(
             "debug", **self.context().variables(), goal=goal, code=code, failure=failure, earlier=earlier,
             functions=self.function_edits(code, "debug"),
         )
         return self.ask_code(messages, code, "debug", meter)
 
-    def function_change(self, role: str, direction: str | None, meter: Meter) -> tuple[str, str] | None:
-        """A small model's change of a scaffolded best, asked as its fit_predict rewritten in a short prompt
-        (prompts/function_change.j2 says why), towards `direction` when a gradient chose one; None when the
-        model is not small or the best has no written fit_predict (other models edit the whole file)."""
-        plan, best, code = self.services.task.scaffold, self.state.best, self.state.best_code
-        if plan is None or not plan.available or best is None or code is None \
-                or not is_weak_model(self.cfg.llm.model_for(role)):
+    def written_function(self, code: str, role: str) -> str | None:
+        """The fit_predict that a small model wrote into the scaffold of `code`, which it then changes and
+        fixes alone; None for other models, code without a scaffold plan, or no written fit_predict (those
+        edit the whole file)."""
+        plan = self.services.task.scaffold
+        if plan is None or not plan.available or not is_weak_model(self.cfg.llm.model_for(role)):
             return None
         try:
             current = function_source(code, "fit_predict")
+            return None if current is None or unwritten(code, ("fit_predict",)) else current
         except SyntaxError:
             return None
-        if current is None or "fit_predict" in unwritten(code, ("fit_predict",)):
+
+    def function_change(self, role: str, direction: str | None, meter: Meter) -> tuple[str, str] | None:
+        """A small model's change of a scaffolded best, asked as its fit_predict rewritten in a short prompt
+        (prompts/function_change.j2 says why), towards `direction` when a gradient chose one; None when the
+        best has no `written_function` (then the whole file is edited)."""
+        plan, best, code = self.services.task.scaffold, self.state.best, self.state.best_code
+        current = self.written_function(code, role) if code is not None else None
+        if current is None or best is None or code is None:
             return None
         tried = [f"{s.hypothesis}: {s.status}" + (f" ({fmt_score(s.score)})" if s.score is not None else "")
                  + ("" if s.status in ("accepted", "rejected") else f": {s.cause or s.message}"[:160])

@@ -35,6 +35,7 @@ INPUTS: dict[str, set[str]] = {
     "scaffold": {"plan"},
     "function": {"task", "environment", "plan", "stub", "avoid", "failures"},
     "function_change": {"task", "environment", "plan", "current", "score", "direction", "tried"},
+    "function_fix": {"task", "environment", "plan", "current", "failure", "earlier"},
     "gradient": {"task", "environment", "stage_guidance", "budget", "run_time_limit", "best", "accepted", "history",
                  "memory", "k"},
     "update": {"task", "environment", "run_time_limit", "stage_guidance", "direction", "best", "functions"},

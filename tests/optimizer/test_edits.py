@@ -145,3 +145,21 @@ def test_function_source_is_the_whole_function():
     assert function_source(SKELETON, "fit_predict") == (
         'def fit_predict(X, y, X_new):\n    """Train on X, y; predict X_new."""\n    raise NotImplementedError')
     assert function_source(SKELETON, "make_features") is None
+
+
+def test_a_body_without_its_def_line_becomes_the_asked_function():
+    from gome_agent.optimizer.edits import as_function
+
+    current = ("import numpy as np\n\n\n@cache\ndef fit_predict(X, y,\n                X_new):\n    \"\"\"Doc.\"\"\"\n"
+               "    return 0\n\n\nprint(fit_predict(1, 2, 3))\n")
+    body = "    model = make(X)\n    return model.predict(X_new)\n"
+    assert as_function(body, current, "fit_predict") == (
+        "@cache\ndef fit_predict(X, y,\n                X_new):\n    model = make(X)\n    return model.predict(X_new)\n")
+    # A whole program (no top-level return), the function itself, or a function current lacks: not a body.
+    assert as_function("x = 1\nprint(x)\n", current, "fit_predict") is None
+    assert as_function("def fit_predict(X, y, X_new):\n    return 1\n", current, "fit_predict") is None
+    assert as_function(body, current, "make_features") is None
+    reply = f"Change: forest\n```python\n{body}```\n"
+    code, summary = new_code(reply, current, "fit_predict")
+    assert summary == "forest" and code.startswith("import numpy") and code.endswith("print(fit_predict(1, 2, 3))\n")
+    assert "                X_new):\n    model = make(X)\n    return model.predict(X_new)\n" in code

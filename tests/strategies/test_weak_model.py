@@ -123,3 +123,56 @@ def test_a_small_model_is_told_only_what_is_installed(tmp_path, competition, fak
     start(config, monkeypatch)
     (prompt,) = script.prompts("function" if model == SMALL else "draft")
     assert "scikit-learn" in prompt and ("Not installed (do not import)" in prompt) is names_absent
+
+
+# fit_predict reads a column that X does not have: the run fails with a KeyError inside the function.
+BROKEN = FUNCTIONS.replace("return model.fit(X, y)", 'X = X.drop(columns=["no_such_column"])\n    return model.fit(X, y)')
+
+
+def test_a_failing_fit_predict_is_fixed_alone_in_a_short_prompt(tmp_path, competition, fake_llm, monkeypatch):
+    fixed = FUNCTIONS.replace("Approach: logistic regression on every numeric column", "Change: drop no column")
+    script = (Script().add("task_analysis", analysis_reply()).add("function", BROKEN)
+              .add("function_fix", fixed))
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=1))
+    start(config, monkeypatch)
+    (draft,) = steps_of(config)
+    assert draft.status == "accepted" and draft.scaffolded and draft.llm_calls == 2  # the function, its fix
+    # The fix request held the failing function and the error, not the whole main.py with SEARCH/REPLACE.
+    (prompt,) = script.prompts("function_fix")
+    assert not script.prompts("debug") and len(prompt) < 5000
+    assert 'X.drop(columns=["no_such_column"])' in prompt and "no_such_column" in prompt.split("What went wrong")[1]
+    assert "# gome scaffold" not in prompt and "<<<<<<< SEARCH" not in prompt
+    code = (config.workdir / draft.code_dir / "main.py").read_text()
+    assert "no_such_column" not in code and code.startswith("# gome scaffold")
+
+
+def test_a_reply_with_fit_predicts_body_alone_is_taken_as_the_function(tmp_path, competition, fake_llm,
+                                                                       monkeypatch):
+    body_only = ("Change: a random forest\n```python\nfrom sklearn.ensemble import RandomForestClassifier\n\n"
+                 "model = RandomForestClassifier(n_estimators=50, random_state=SEED)\n"
+                 "model.fit(X, y)\nreturn model.predict_proba(X_new)[:, 1]\n```\n")
+    script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
+              .add("gradient", gradient("Use a random forest")).add("function_change", body_only))
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=2, acceptance="plain"))
+    start(config, monkeypatch)
+    draft, update = steps_of(config)
+    assert update.status in ("accepted", "rejected") and update.llm_calls == 2  # gradient, function
+    code = (config.workdir / update.code_dir / "main.py").read_text()
+    assert "def fit_predict(X, y, X_new):\n    from sklearn.ensemble import RandomForestClassifier" in code
+    assert "\n    return model.predict_proba(X_new)[:, 1]\n" in code and code.startswith("# gome scaffold")
+
+
+def test_a_change_without_code_is_re_asked_with_the_functions_first_line(tmp_path, competition, fake_llm,
+                                                                         monkeypatch):
+    script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
+              .add("gradient", gradient("Tune the regularisation"))
+              .add("function_change", "Change: tune the regularisation strength.", SCALED))
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=2, acceptance="plain"))
+    start(config, monkeypatch)
+    update = steps_of(config)[1]
+    assert update.status in ("accepted", "rejected") and update.llm_calls == 3  # gradient, no code, the code
+    reask = script.prompts("function_change")[1]
+    assert "That reply held no code" in reask and "begins with the line `def fit_predict(X, y, X_new):`" in reask
