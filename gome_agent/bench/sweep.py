@@ -385,6 +385,10 @@ def execute(spec: RunSpec, *, node: str | None = None) -> RunResult:
         try:
             ours = run(RunConfig.model_validate(values))
             steps, reason = ours.steps, ours.reason
+            if ours.interrupted:
+                # The signal (Ctrl-C, a kill) was meant for the sweep: it stops, and this run, cut short,
+                # records no result, so the next pass does it again.
+                raise KeyboardInterrupt(f"benchmark run {spec.name}: {reason}")
         except TaskError as exc:
             # A run that stops (a task the model cannot read) is a failed run of the benchmark,
             # graded on what it left (its fallback), not the end of the benchmark.

@@ -92,6 +92,7 @@ class RunSummary:
     steps: int
     submission: Path | None
     fatal: bool = False
+    interrupted: bool = False  # stopped by SIGTERM or SIGINT before its budget was spent
 
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
@@ -280,7 +281,7 @@ class Run:
         fitted = None if self.resume else self._fit_traces(llm)
         previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
         reason = "budget spent"
-        fatal = False
+        fatal = interrupted = False
         try:
             if self.resume:
                 self.info = runinfo.resume(self.workdir, self.cfg.time_limit_s)
@@ -304,7 +305,7 @@ class Run:
             self._final_selection()
             self._refit()
         except Interrupted as exc:
-            reason = str(exc)
+            reason, interrupted = str(exc), True
         except LLMFatalError as exc:
             reason = f"stopped: {exc}"
             fatal = True
@@ -331,6 +332,7 @@ class Run:
         return RunSummary(
             workdir=self.workdir, reason=reason, best_score=best.score if best else None,
             steps=steps, submission=submission if submission.exists() else None, fatal=fatal,
+            interrupted=interrupted,
         )
 
     def _record(self, event: Note | TraceExited | FallbackWritten | Refit | RunFinished | SpendCapped) -> None:

@@ -314,3 +314,26 @@ settings: {{traces: 1, final_reserve_fraction: 0.0, optimizer: {{max_steps: 1, m
     assert not (Path(tree.workdir) / "half-written").exists() and tree.report["valid_submission"]
     assert main(["bench", "summary", "--out", str(out)]) == 0
     assert "| tree | 1 | 33.3 ± 33.3 |" in capsys.readouterr().out
+
+
+def test_a_signal_stops_the_sweep_and_the_run_it_cut_short_is_done_again(data, fake_llm, tmp_path, monkeypatch,
+                                                                          capsys):
+    import signal
+
+    from gome_agent.bench import sweep as sweep_module
+
+    spec = sweep_of(data, fake_llm, seeds=1, strategies=("gome",))
+    real_run = sweep_module.run
+
+    def killed_mid_run(config):  # SIGTERM arrives while the run is under way, as `kill` of the sweep sends it
+        threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        return real_run(config)
+
+    out = tmp_path / "results"
+    monkeypatch.setattr(sweep_module, "run", killed_mid_run)
+    with pytest.raises(KeyboardInterrupt, match="stopped by signal SIGTERM"):
+        bench(spec, out=out, executor=LocalExecutor())
+    assert not (out / RESULTS).exists() or not read_results(out / RESULTS)  # the cut run is no result
+    monkeypatch.setattr(sweep_module, "run", real_run)
+    outcome = bench(spec, out=out, executor=LocalExecutor())
+    assert outcome.finished == 1 and outcome.redone == ["breast-cancer/gome/seed0"]
