@@ -300,19 +300,54 @@ def as_function(block: str, current: str, name: str) -> str | None:
     return head + textwrap.indent(block.rstrip("\n") + "\n", "    ")
 
 
-def new_code(reply: str, current: str | None, function: str | None = None) -> tuple[str, str]:
+def function_reply(reply: str, current: str, name: str) -> tuple[str, str]:
+    """`current` with its function `name` replaced by the one a reply asked for that function alone holds,
+    and the reply's summary line; raises EditError when the reply holds no such function.
+
+    Taken from the reply's code: its imports, function and class definitions (`name` among them, or a
+    body of `name` without its def line, see `as_function`); anything else, such as the script around
+    them that loads the files, is dropped, since `current` does that. A small model asked for one
+    function often writes a whole script: as main.py it ignored the scaffold's folds and outputs.
+    """
+    blocks = [m.group("code") for m in _FENCE.finditer(reply)]
+    if not blocks:
+        raise EditError(f"the reply holds no ```python block with the function {name}")
+    code = "\n\n".join(blocks)
+    code = as_function(code, current, name) or code
+    try:
+        tree = ast.parse(textwrap.dedent(code))
+    except SyntaxError as exc:
+        raise EditError(f"the reply's code is not valid Python: line {exc.lineno}: {exc.msg}") from exc
+    kept = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    if not any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body):
+        raise EditError(f"the reply's code defines no function {name}: reply with the whole function, its def line "
+                        f"`{def_line(current, name)}`, its body and the imports it needs, not a script that loads "
+                        "the files (main.py already does that)")
+    lines = _lines(textwrap.dedent(code))
+    spliced = splice(current, "\n".join(_segment(lines, n) for n in tree.body if isinstance(n, kept)))
+    if spliced is None:  # unreachable while `current` defines `name`
+        raise EditError(f"main.py has no function {name} to replace")
+    return spliced, summary_line(reply)
+
+
+def def_line(code: str, name: str) -> str:
+    """The first line of function `name`'s definition in `code` ("def fit_predict(X, y, X_new):")."""
+    try:
+        head = function_head(code, name)
+    except SyntaxError:
+        head = None
+    return head.splitlines()[0] if head else f"def {name}(...):"
+
+
+def new_code(reply: str, current: str | None) -> tuple[str, str]:
     """The new main.py and the reply's summary line; raises EditError when it cannot be built.
 
-    A whole-file reply that only defines functions of `current` (see `splice`) is spliced into it;
-    so is one that holds only the body of `function`, the one function the reply was asked for
-    (see `as_function`)."""
+    A whole-file reply that only defines functions of `current` (see `splice`) is spliced into it."""
     parsed = parse_reply(reply)
     if parsed.full_code is not None:
         code = parsed.full_code
         if current is not None:
             blocks = [m.group("code") for m in _FENCE.finditer(reply)]
-            if function is not None and len(blocks) <= 1:
-                code = as_function(code, current, function) or code
             code = splice(current, "\n\n".join(blocks)) or splice(current, code) or code
     elif current is None:
         raise EditError("there is no current main.py to edit; reply with the whole file in one ```python block")

@@ -22,6 +22,8 @@ from gome_agent.optimizer import budget as budget_mod
 from gome_agent.optimizer.edits import (
     EditError,
     function_head,
+    def_line,
+    function_reply,
     function_source,
     new_code,
     salvage_cut,
@@ -64,15 +66,6 @@ _SHORTER_FUNCTIONS = ("Reply with only the function fit_predict (its def line, i
 # empty would only fail when run.
 _STUB = re.compile(r'raise NotImplementedError\("write \w+"\)')
 _SCAFFOLD_FUNCTIONS = ("make_features", "fit_predict")
-
-
-def _signature(code: str, name: str) -> str:
-    """The first line of function `name`'s def in `code` ("def fit_predict(X, y, X_new):")."""
-    try:
-        head = function_head(code, name)
-    except SyntaxError:
-        head = None
-    return head.splitlines()[0] if head else f"def {name}("
 
 
 def _shown(text: str, cut: bool) -> str:
@@ -134,22 +127,24 @@ class Strategy(ABC):
 
     # Asking for code ---------------------------------------------------------------
     def ask_code(self, messages: list[Message], current: str | None, role: str, meter: Meter,
-                 functions_only: bool = False) -> tuple[str, str]:
+                 function: str | None = None) -> tuple[str, str]:
         """Ask for code. Returns the new code and the reply's own summary of it.
 
+        `function`: the one function of `current` the reply was asked for (a small model's prompts); only
+        that function (and the imports and helpers next to it) is taken from the reply (`function_reply`).
         A reply cut off at the output limit is never applied, not even its complete edit blocks (only a
-        reply asked for scaffold functions alone, `functions_only` or a scaffolded draft, keeps the
-        functions it finished: `salvage_cut`); it is re-asked with that reason
-        (edits only, or a more compact file). A reply whose edits
-        do not apply is re-asked with the exact reason (`max_reply_edit_retries` times); when its
-        edits still fail, the whole file is asked for once before the step gives up (StepFailed).
+        reply asked for functions alone, `function` or a scaffolded draft, keeps the functions it
+        finished: `salvage_cut`); it is re-asked with that reason (edits only, or a more compact file).
+        A reply whose edits do not apply is re-asked with the exact reason (`max_reply_edit_retries`
+        times); when its edits still fail, the whole file is asked for once (not of a reply asked for
+        one function) before the step gives up (StepFailed).
         """
         tags = {"trace": self.index, "step": self.state.next_step}
-        re_asks, whole_file = self.opt.max_reply_edit_retries, False
+        re_asks, whole_file = self.opt.max_reply_edit_retries, function is not None
         announced = ""  # a summary line of an earlier reply, kept when the code comes in a later one
         # A scaffolded draft needs a function or two: a small model's runaway reply (it repeats itself up to
         # the output limit, minutes on a CPU) is cut much earlier.
-        functions_only = functions_only or (role == "draft" and current is not None)
+        functions_only = function is not None or (role == "draft" and current is not None)
         limit = min(SCAFFOLD_REPLY_TOKENS, self.cfg.llm.max_output_tokens) if functions_only else None
         for attempt in itertools.count():
             completion = self.services.llm.complete(messages, role=role, deadline=self.services.budget.deadline,
@@ -164,8 +159,12 @@ class Strategy(ABC):
                            if completion.finish_reason == REPETITION else
                            "was cut off at the output limit before it ended")
                     raise EditError(f"the reply {how}, so none of it was applied")
-                code, summary = (salvaged, summary_line(completion.text)) if salvaged else new_code(
-                    completion.text, current, "fit_predict" if functions_only else None)
+                if salvaged:
+                    code, summary = salvaged, summary_line(completion.text)
+                elif function is not None and current is not None:
+                    code, summary = function_reply(completion.text, current, function)
+                else:
+                    code, summary = new_code(completion.text, current)
                 stubs = unwritten(code, _SCAFFOLD_FUNCTIONS) if current is not None and _STUB.search(current) else []
                 if stubs:
                     names = " and ".join(stubs)
@@ -177,7 +176,7 @@ class Strategy(ABC):
                 announced = announced or summary_line(completion.text)
                 no_code = (role == "draft" or functions_only) and not cut and "```" not in completion.text
                 if attempt < re_asks and no_code:
-                    ask = _CODE_ONLY_SCAFFOLD.format(signature=_signature(current, "fit_predict")) \
+                    ask = _CODE_ONLY_SCAFFOLD.format(signature=def_line(current, function or "fit_predict")) \
                         if current is not None else _CODE_ONLY
                 elif attempt < re_asks:
                     shorter = _SHORTER_FUNCTIONS if functions_only else _SHORTER_EDITS if current \
@@ -203,15 +202,17 @@ class Strategy(ABC):
         scaffold = self.scaffold()
         stub = function_head(scaffold, "fit_predict") if scaffold else None
         prompts, context = self.services.prompts, self.context()
+        function = None
         if scaffold and is_weak_model(self.cfg.llm.model_for("draft")):
             # A small model writes the one function in a short prompt (prompts/function.j2 says why).
             messages = prompts.messages("function", task=context.task, environment=context.environment,
                                         plan=self.services.task.scaffold, stub=stub, avoid=avoid, failures=failures)
+            function = "fit_predict"
         else:
             messages = prompts.messages("draft", **context.variables(), avoid=avoid, failures=failures,
                                         scaffold=scaffold, stub=stub)
         record.scaffolded = scaffold is not None
-        code, approach = self.ask_code(messages, scaffold, "draft", meter)
+        code, approach = self.ask_code(messages, scaffold, "draft", meter, function)
         record.hypothesis = approach or "first complete solution"
         # A strong model may answer a scaffolded draft with a program of its own; then it was not scaffolded.
         record.scaffolded = scaffold is not None and scaffold.splitlines()[0] in code
@@ -280,7 +281,7 @@ class Strategy(ABC):
             messages = self.services.prompts.messages(
                 "function_fix", task=context.task, environment=context.environment, plan=self.services.task.scaffold,
                 current=current, failure=failure, earlier=earlier)
-            return self.ask_code(messages, code, "debug", meter, functions_only=True)
+            return self.ask_code(messages, code, "debug", meter, function="fit_predict")
         messages = self.services.prompts.messages(
             "debug", **self.context().variables(), goal=goal, code=code, failure=failure, earlier=earlier,
             functions=self.function_edits(code, "debug"),
@@ -315,7 +316,7 @@ class Strategy(ABC):
         messages = self.services.prompts.messages(
             "function_change", task=context.task, environment=context.environment, plan=plan, current=current,
             score=fmt_score(best.score), direction=direction, tried=tried)
-        return self.ask_code(messages, code, role, meter, functions_only=True)
+        return self.ask_code(messages, code, role, meter, function="fit_predict")
 
     def direct(self, meter: Meter) -> tuple[str, str]:
         """One change of the best code straight from its feedback, with no structured diagnosis."""

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from gome_agent.optimizer.edits import EditError, apply_edits, diff_size, function_source, new_code, parse_reply
@@ -148,7 +150,7 @@ def test_function_source_is_the_whole_function():
 
 
 def test_a_body_without_its_def_line_becomes_the_asked_function():
-    from gome_agent.optimizer.edits import as_function
+    from gome_agent.optimizer.edits import as_function, function_reply
 
     current = ("import numpy as np\n\n\n@cache\ndef fit_predict(X, y,\n                X_new):\n    \"\"\"Doc.\"\"\"\n"
                "    return 0\n\n\nprint(fit_predict(1, 2, 3))\n")
@@ -160,6 +162,37 @@ def test_a_body_without_its_def_line_becomes_the_asked_function():
     assert as_function("def fit_predict(X, y, X_new):\n    return 1\n", current, "fit_predict") is None
     assert as_function(body, current, "make_features") is None
     reply = f"Change: forest\n```python\n{body}```\n"
-    code, summary = new_code(reply, current, "fit_predict")
+    code, summary = function_reply(reply, current, "fit_predict")
     assert summary == "forest" and code.startswith("import numpy") and code.endswith("print(fit_predict(1, 2, 3))\n")
     assert "                X_new):\n    model = make(X)\n    return model.predict(X_new)\n" in code
+
+
+SCAFFOLD = ("import pandas as pd\n\n\ndef fit_predict(X, y, X_new):\n    \"\"\"Doc.\"\"\"\n    raise NotImplementedError\n\n\n"
+            "train = pd.read_csv('input/train.csv')\nprint(fit_predict(train, train.y, train))\n")
+
+
+def test_a_reply_asked_for_one_function_gives_only_its_definitions_and_imports():
+    from gome_agent.optimizer.edits import function_reply
+
+    script = ("Approach: forest\n```python\nimport numpy as np\nfrom sklearn.ensemble import RandomForestClassifier\n\n"
+              "X = pd.read_csv('train.csv')\n\n\ndef helper(a):\n    return np.asarray(a)\n\n\n"
+              "def fit_predict(X, y, X_new):\n    return RandomForestClassifier().fit(helper(X), y).predict(X_new)\n\n\n"
+              "print(fit_predict(X, X.y, X))\n```\n")
+    code, summary = function_reply(script, SCAFFOLD, "fit_predict")
+    assert summary == "forest" and "read_csv('train.csv')" not in code and code.count("print(") == 1
+    assert "import numpy as np\nfrom sklearn.ensemble import RandomForestClassifier\n" in code
+    assert "def helper(a):" in code and "RandomForestClassifier().fit(helper(X), y)" in code
+    assert code.endswith("train = pd.read_csv('input/train.csv')\nprint(fit_predict(train, train.y, train))\n")
+
+
+@pytest.mark.parametrize(("reply", "problem"), [
+    ("Approach: x\n```python\nimport numpy as np\nX = np.zeros(3)\nprint(X)\n```\n",
+     "defines no function fit_predict: reply with the whole function, its def line `def fit_predict(X, y, X_new):`"),
+    ("Approach: a forest", "holds no ```python block"),
+    ("Approach: x\n```python\ndef fit_predict(X, y, X_new:\n    return 1\n```\n", "is not valid Python: line 1"),
+])
+def test_a_reply_asked_for_one_function_without_it_is_refused_with_the_cause(reply, problem):
+    from gome_agent.optimizer.edits import function_reply
+
+    with pytest.raises(EditError, match=re.escape(problem)):
+        function_reply(reply, SCAFFOLD, "fit_predict")

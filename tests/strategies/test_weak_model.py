@@ -176,3 +176,22 @@ def test_a_change_without_code_is_re_asked_with_the_functions_first_line(tmp_pat
     assert update.status in ("accepted", "rejected") and update.llm_calls == 3  # gradient, no code, the code
     reask = script.prompts("function_change")[1]
     assert "That reply held no code" in reask and "begins with the line `def fit_predict(X, y, X_new):`" in reask
+
+
+def test_a_script_in_reply_to_the_function_request_gives_only_its_fit_predict(tmp_path, competition, fake_llm,
+                                                                              monkeypatch):
+    # The 0.5B model's usual answer: a script that loads the files itself, around the asked function.
+    script_reply = ("Approach: logistic regression\n```python\nimport pandas as pd\n"
+                    "from sklearn.linear_model import LogisticRegression\n\n"
+                    "train = pd.read_csv('train.csv')\n\n\ndef fit_predict(X, y, X_new):\n"
+                    "    return LogisticRegression(max_iter=3000).fit(X, y).predict_proba(X_new)[:, 1]\n\n\n"
+                    "print(fit_predict(train, train['target'], train))\n```\n")
+    script = Script().add("task_analysis", analysis_reply()).add("function", script_reply)
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=1))
+    start(config, monkeypatch)
+    (draft,) = steps_of(config)
+    assert draft.status == "accepted" and draft.scaffolded and draft.llm_calls == 1
+    code = (config.workdir / draft.code_dir / "main.py").read_text()
+    assert code.startswith("# gome scaffold") and "LogisticRegression(max_iter=3000)" in code
+    assert "read_csv('train.csv')" not in code and "print(fit_predict(" not in code
