@@ -255,6 +255,11 @@ class Run:
         task = task.model_copy(update={"data_profile": profile_tables(scan, task), "folds": folds, "holdout": holdout,
                                        "scaffold": scaffold})
         jsonl.write_json(self.workdir / "task.json", task)
+        if task.analysis_source == "files":
+            self._record(Note(level="warning", message=(
+                "the model's task analysis could not be used, so gome read the task from the files: metric "
+                f"{task.metric_name} ({task.direction_word()}), predictions {', '.join(task.target_columns[:5])}"
+                f"{' ...' if len(task.target_columns) > 5 else ''}, {task.task_type}")))
         self._record(Note(level="info" if holdout.available else "warning", message=task.scoring_note()))
         self._record(Note(level="info" if folds.available else "warning",
                           message=("validation folds: " if folds.available else "no validation folds: ") + folds.reason))

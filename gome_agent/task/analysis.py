@@ -3,7 +3,10 @@ submission and the known metrics.
 
 `analyze_task` asks the LLM what the competition wants, and `check_analysis` holds that answer
 against the sample submission and the known metrics. A wrong or missing metric direction is an
-error, not a guess: it decides which solution counts as best for the whole run.
+error, not a guess: it decides which solution counts as best for the whole run. When the model's
+replies are unusable (a small model looping in its JSON), the task is read from the files
+(`analysis_from_files`) where they say enough: the sample's columns, the metric the description
+names and its direction.
 """
 
 from __future__ import annotations
@@ -13,17 +16,18 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from gome_agent.errors import TaskError
+from gome_agent.errors import LLMOutputError, TaskError
 from gome_agent.llm.types import Message
 from gome_agent.task.description import prompt_description
-from gome_agent.task.folds import FoldPlan
+from gome_agent.task.folds import FoldPlan, training_table
 from gome_agent.task.holdout import HoldoutPlan, scoring_note
 from gome_agent.task.metrics import known_direction, mentioned_metrics, stated_direction
 from gome_agent.task.sample import SampleSubmission, load_sample_submission
 from gome_agent.task.scaffold import ScaffoldPlan
-from gome_agent.task.scan import CompetitionScan
+from gome_agent.task.scan import CompetitionScan, text_table_separator
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,9 @@ class Task(BaseModel):
     metric_name: str
     higher_is_better: bool
     direction_source: Literal["description", "known_metric", "user"]
+    # Who read the task: the model (the task_analysis prompt), or gome from the files when the model's
+    # replies could not be used (`analysis_from_files`).
+    analysis_source: Literal["model", "files"] = "model"
     id_column: str
     target_columns: list[str]
     submission_format: str
@@ -252,7 +259,10 @@ def analyze_task(
         competition_id=scan.competition_id,
         metric_hints=mentioned_metrics(scan.description),
     )
-    result = llm.structured(messages, TaskAnalysis, role="task", deadline=deadline)
+    try:
+        result = llm.structured(messages, TaskAnalysis, role="task", deadline=deadline)
+    except LLMOutputError as exc:
+        return _from_files(scan, sample, exc, higher_is_better)
     try:
         return check_analysis(result.value, scan, sample, higher_is_better=higher_is_better)
     except TaskError as exc:
@@ -262,7 +272,10 @@ def analyze_task(
             Message(role="user", content=f"That analysis is wrong: {exc}. Read the description and the sample "
                                          "submission again and reply with the corrected JSON object only."),
         ]
-        second = llm.structured(retry, TaskAnalysis, role="task", deadline=deadline).value
+        try:
+            second = llm.structured(retry, TaskAnalysis, role="task", deadline=deadline).value
+        except LLMOutputError as unusable:
+            return _from_files(scan, sample, unusable, higher_is_better)
         try:
             return check_analysis(second, scan, sample, higher_is_better=higher_is_better)
         except TaskError as again:
@@ -285,3 +298,63 @@ def prediction_columns(scan: CompetitionScan, sample: SampleSubmission, id_colum
         return None
     copied = _test_input_columns(scan)
     return [c for c in sample.columns if c != id_column and c not in copied] or None
+
+
+def _from_files(scan: CompetitionScan, sample: SampleSubmission, error: LLMOutputError,
+                higher_is_better: bool | None) -> Task:
+    """The task read from the files after the model's analysis could not be used; `error` stands when
+    the files do not say enough."""
+    analysis = analysis_from_files(scan, sample)
+    if analysis is None:
+        raise error
+    log.warning("the task analysis reply could not be used (%s); reading the task from the files instead: "
+                "metric %s, id %r, predictions %s, %s", error, analysis.metric_name, analysis.id_column,
+                analysis.target_columns, analysis.task_type)
+    task = check_analysis(analysis, scan, sample, higher_is_better=higher_is_better)
+    return task.model_copy(update={"analysis_source": "files"})
+
+
+def analysis_from_files(scan: CompetitionScan, sample: SampleSubmission) -> TaskAnalysis | None:
+    """What the files alone say of the task, as an analysis; None when they do not say enough.
+
+    The id and prediction columns are the sample submission's; the metric is the known metric the
+    description names most (`mentioned_metrics`), its direction what the description states or the
+    metric implies; the task type follows the training table's label (two values: binary, up to 100
+    whole values: multiclass, otherwise regression)."""
+    predictions = prediction_columns(scan, sample, sample.id_column)
+    metrics = mentioned_metrics(scan.description, limit=1)
+    if predictions is None or not metrics:
+        return None
+    metric = metrics[0].split(" (")[0]
+    return TaskAnalysis(
+        goal=f"predict {', '.join(predictions[:5])}{' ...' if len(predictions) > 5 else ''} for every "
+             f"{sample.id_column} of the test data, as the description says",
+        task_type=_task_type(scan, sample.id_column, predictions),
+        # The direction the description states; none stated, `check_analysis` takes the metric's own.
+        metric_name=metric, higher_is_better=stated_direction(scan.description),
+        direction_evidence="read from the description by gome (the model's analysis could not be used)",
+        id_column=sample.id_column, target_columns=predictions,
+        submission_format=f"a CSV file with the columns {', '.join(sample.columns[:6])}"
+                          f"{' ...' if len(sample.columns) > 6 else ''}, one row per test {sample.id_column}, "
+                          f"like {sample.path.name}",
+    )
+
+
+def _task_type(scan: CompetitionScan, id_column: str, predictions: list[str]) -> str:
+    if len(predictions) > 1:
+        # One column per class, as leaf-species' sample has: class probabilities.
+        return "multiclass classification"
+    found = training_table(scan, id_column, predictions)
+    if found is None:
+        return "prediction"
+    info, labels = found
+    try:
+        label = pd.read_csv(scan.data_dir / info.path, sep=text_table_separator(info.path),
+                            usecols=[labels[0]])[labels[0]].dropna()
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return "prediction"
+    values = label.nunique()
+    if values == 2:
+        return "binary classification"
+    whole = not pd.api.types.is_float_dtype(label) or bool((label == label.round()).all())
+    return "multiclass classification" if whole and values <= 100 else "regression"

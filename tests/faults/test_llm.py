@@ -174,3 +174,18 @@ def test_calls_log_holds_no_key_even_when_the_prompt_would(world, fake_llm):
     run_in_process(fault_config(world, fake_llm, optimizer={"max_steps": 2}))
     check_run(world, reason="step limit reached", best_at_least=DRAFT_SCORE)
     assert "[REDACTED]" in (world.workdir / "llm_calls.jsonl").read_text()
+
+
+def test_an_unusable_task_analysis_is_read_from_the_files_and_the_run_goes_on(world, fake_llm):
+    # The 0.5B model's task JSON looped on breast-cancer, the answer and its repair alike.
+    model = Model().inject("task_analysis", '{"goal": "predict", "Our goal is', "not json either")
+    fake_llm.set_responder(model)
+    run_in_process(fault_config(world, fake_llm, optimizer={"max_steps": 1}))
+    verdict = check_run(world, reason="step limit reached", best_at_least=DRAFT_SCORE)
+    assert verdict.steps[0].status == "accepted" and model.count("task_analysis") == 2
+    task = json.loads((world.workdir / "task.json").read_text())
+    assert task["analysis_source"] == "files" and task["target_columns"] == ["target"]
+    assert task["metric_name"] == "roc_auc" and task["higher_is_better"] is True
+    notes = [e.message for e in EventLog(world.workdir / "events.jsonl").read() if isinstance(e, Note)]
+    assert any(n.startswith("the model's task analysis could not be used, so gome read the task from the files: "
+                            "metric roc_auc (higher is better), predictions target") for n in notes)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from gome_agent.errors import TaskError
+from gome_agent.errors import LLMOutputError, TaskError
 from gome_agent.task import scan as task_module
 from gome_agent.task.analysis import Task, TaskAnalysis, analyze_task, check_analysis
 from gome_agent.task.sample import load_sample_submission
@@ -520,6 +520,48 @@ def test_analyze_task_applies_the_checks_and_the_user_direction(competition):
     task = analyze_task(StubLLM(analysis(metric_name="ROC AUC", higher_is_better=False)), StubPrompts(), scan,
                         higher_is_better=False)
     assert task.direction_source == "user" and task.higher_is_better is False
+
+
+class UnusableLLM:
+    """A model whose task analysis JSON never validates, not even after the repair re-ask."""
+
+    calls = 0
+
+    def structured(self, messages, schema, *, role, deadline=None, tags=None):
+        self.calls += 1
+        raise LLMOutputError("the task reply is still unusable after the repair re-ask (TaskAnalysis): looped")
+
+
+def test_an_unusable_analysis_is_read_from_the_files_when_they_say_enough(competition):
+    task = analyze_task(UnusableLLM(), StubPrompts(), scan_competition(competition))
+    # The sample's columns, the metric the description names and its known direction, the label's type.
+    assert task.analysis_source == "files" and task.metric_name == "log_loss" and task.higher_is_better is False
+    assert task.direction_source == "known_metric" and task.id_column == "id" and task.target_columns == AUTHORS
+    assert task.task_type == "multiclass classification" and "EAP, HPL, MWS" in task.goal
+
+
+@pytest.mark.parametrize(("labels", "task_type"), [
+    (["0", "1"], "binary classification"), (["a", "b", "c"], "multiclass classification"),
+    ([str(i) for i in range(7)], "multiclass classification"), ([f"{i / 7:.3f}" for i in range(7)], "regression"),
+])
+def test_the_task_type_read_from_the_files_follows_the_label(tmp_path, labels, task_type):
+    public = tmp_path / "c"
+    public.mkdir()
+    (public / "description.md").write_text("# C\nScored with RMSE; lower is better.\n")
+    write_csv(public / "train.csv", ["id", "x", "y"], [[i, i * 2, labels[i % len(labels)]] for i in range(60)])
+    write_csv(public / "test.csv", ["id", "x"], [[100 + i, i] for i in range(10)])
+    write_csv(public / "sample_submission.csv", ["id", "y"], [[100 + i, 0] for i in range(10)])
+    task = analyze_task(UnusableLLM(), StubPrompts(), scan_competition(public))
+    assert task.task_type == task_type and task.target_columns == ["y"] and task.higher_is_better is False
+    assert task.direction_source == "description" and task.metric_name == "rmse"
+
+
+def test_an_unusable_analysis_stands_when_the_files_name_no_metric(competition):
+    (competition / "description.md").write_text("# Spooky\nPredict the author of each sentence.\n")
+    llm = UnusableLLM()
+    with pytest.raises(LLMOutputError, match="still unusable after the repair re-ask"):
+        analyze_task(llm, StubPrompts(), scan_competition(competition))
+    assert llm.calls == 1
 
 
 # ---------------------------------------------------------------- Task
