@@ -24,7 +24,13 @@ from gome_agent.llm.types import Message
 from gome_agent.task.description import prompt_description
 from gome_agent.task.folds import FoldPlan, training_table
 from gome_agent.task.holdout import HoldoutPlan, scoring_note
-from gome_agent.task.metrics import known_direction, mentioned_metrics, stated_direction
+from gome_agent.task.metrics import (
+    known_direction,
+    known_metric,
+    mentioned_metrics,
+    normalize_metric_name,
+    stated_direction,
+)
 from gome_agent.task.sample import SampleSubmission, load_sample_submission
 from gome_agent.task.scaffold import ScaffoldPlan
 from gome_agent.task.scan import CompetitionScan, text_table_separator
@@ -139,6 +145,10 @@ def check_analysis(
             f"the task analysis of {scan.competition_id} names no metric; the description's evaluation "
             "section must say how submissions are scored"
         )
+    # A known metric named in a phrase is that metric, so gome can compute it (and hold out rows for it).
+    if (named := known_metric(metric)) is not None and named != normalize_metric_name(metric):
+        log.info("the task analysis names the metric %r: taking it as %s", metric, named)
+        metric = named
     id_column, targets = _check_columns(analysis, scan, sample)
     direction, source = _decide_direction(metric, analysis.higher_is_better, higher_is_better,
                                           written=stated_direction(scan.description))

@@ -186,6 +186,17 @@ def normalize_metric_name(name: str) -> str:
     return " ".join(parts)
 
 
+def known_metric(name: str) -> str | None:
+    """The canonical name of the known metric that `name` names, also inside a longer phrase ("AUC of
+    the ROC curve between churn and a constant guess" -> "roc_auc", as a small model wrote it); None
+    when it names none, or several that disagree in direction."""
+    metric = normalize_metric_name(name)
+    if metric in _DIRECTION:
+        return metric
+    named = [hit.split(" (")[0] for hit in mentioned_metrics(name)]
+    return named[0] if named and len({_DIRECTION[m] for m in named}) == 1 else None
+
+
 def known_direction(metric_name: str) -> bool | None:
     """True when higher is better, False when lower is better, None when unknown or ambiguous."""
     return _DIRECTION.get(normalize_metric_name(metric_name))

@@ -188,3 +188,14 @@ def test_mentioned_metrics_ignores_generic_words():
 ])
 def test_stated_direction_reads_only_plain_statements(text, expected):
     assert stated_direction(text) is expected
+
+
+@pytest.mark.parametrize(("name", "metric"), [
+    ("AUC of the ROC curve between churn and a constant guess.", "roc_auc"),  # the 0.5B model's wording
+    ("ROC_auc score", "roc_auc"), ("root mean squared log error (RMSLE)", "rmsle"), ("multi-class log loss", "log_loss"),
+    ("accuracy of the predictions", "accuracy"), ("a weighted blend of expert ratings", None), ("RMSE or AUC", None),
+])
+def test_a_known_metric_is_found_inside_a_phrase(name, metric):
+    from gome_agent.task.metrics import known_metric
+
+    assert known_metric(name) == metric

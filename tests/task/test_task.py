@@ -649,3 +649,9 @@ def test_analysis_gets_the_metrics_the_description_names(tmp_path):
     prompts = StubPrompts()
     analyze_task(StubLLM(analysis()), prompts, scan)
     assert prompts.calls[0][1]["metric_hints"][0] == "log_loss (lower is better)"
+
+
+def test_a_known_metric_named_in_a_phrase_becomes_that_metric(competition):
+    task = check(scan_competition(competition), analysis(metric_name="the multi-class log loss of the authors",
+                                                         higher_is_better=None))
+    assert task.metric_name == "log_loss" and task.higher_is_better is False and task.direction_source == "known_metric"
