@@ -195,3 +195,17 @@ def test_a_script_in_reply_to_the_function_request_gives_only_its_fit_predict(tm
     code = (config.workdir / draft.code_dir / "main.py").read_text()
     assert code.startswith("# gome scaffold") and "LogisticRegression(max_iter=3000)" in code
     assert "read_csv('train.csv')" not in code and "print(fit_predict(" not in code
+
+
+def test_a_fix_that_copies_the_failing_function_back_is_re_asked(tmp_path, competition, fake_llm, monkeypatch):
+    fixed = FUNCTIONS.replace("Approach: logistic regression on every numeric column", "Change: drop no column")
+    unchanged = BROKEN.replace("Approach: logistic regression on every numeric column", "Change: nothing")
+    script = (Script().add("task_analysis", analysis_reply()).add("function", BROKEN)
+              .add("function_fix", unchanged, fixed))
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=1))
+    start(config, monkeypatch)
+    (draft,) = steps_of(config)
+    assert draft.status == "accepted" and draft.llm_calls == 3  # the function, the unchanged copy, the fix
+    reask = script.prompts("function_fix")[1]
+    assert "the reply's code is the failing code unchanged; change what caused the error" in reask

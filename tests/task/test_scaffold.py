@@ -127,3 +127,25 @@ def test_no_scaffold_without_folds_or_held_out_rows(tmp_path):
 def test_weak_models_are_told_by_the_size_their_name_states(model, billions, weak):
     assert model_billions(model) == billions
     assert is_weak_model(model) is weak
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    # The 0.5B model's own mistakes: the predictions with their score, and predictions of its own split of X.
+    ("return model.predict(X_new), 0.9", "fit_predict returned tuple of 2 values; it must return only the "
+                                          "predictions for X_new: an array with one row per row of X_new"),
+    ("return model.predict(X[: len(X) // 5])", "; predict X_new itself, not a split of X"),
+])
+def test_the_scaffold_says_plainly_what_fit_predict_returned_wrongly(tmp_path, body, message):
+    scan, task, holdout, folds, validation = _prepared("breast-cancer", tmp_path)
+    skeleton = Prompts().render("scaffold", plan=plan_scaffold(scan, id_column=task.id_column, folds=folds,
+                                                               holdout=holdout))
+    fit = ("from sklearn.linear_model import LogisticRegression\n\ndef fit_predict(X, y, X_new):\n"
+           f"    model = LogisticRegression(max_iter=3000).fit(X, y)\n    {body}\n")
+    code, _ = new_code(f"Approach: plain\n```python\n{FEATURES}\n{fit}```\n", skeleton)
+    attempt = tmp_path / "attempt"
+    attempt.mkdir()
+    (attempt / "input").symlink_to(validation / "input")
+    copy_folds(validation, attempt)
+    (attempt / "main.py").write_text(code)
+    done = subprocess.run([sys.executable, "main.py"], cwd=attempt, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and message in done.stderr.splitlines()[-1]
