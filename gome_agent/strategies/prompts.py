@@ -29,6 +29,7 @@ INPUTS: dict[str, set[str]] = {
     "_scenario": {"task", "environment"},
     "_contract": {"task", "run_time_limit"},
     "_code_edits": {"functions"},
+    "_fit_predict": {"plan"},
     "task_analysis": {"competition_id", "description", "files", "sample_submission", "metric_hints"},
     "draft": {"task", "environment", "run_time_limit", "stage_guidance", "budget", "avoid", "failures", "scaffold",
               "stub"},

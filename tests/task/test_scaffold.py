@@ -134,6 +134,7 @@ def test_weak_models_are_told_by_the_size_their_name_states(model, billions, wea
     ("return model.predict(X_new), 0.9", "fit_predict returned tuple of 2 values; it must return only the "
                                           "predictions for X_new: an array with one row per row of X_new"),
     ("return model.predict(X[: len(X) // 5])", "; predict X_new itself, not a split of X"),
+    ("return model.score(X, y)", "fit_predict returned float; it must return only the predictions for X_new"),
 ])
 def test_the_scaffold_says_plainly_what_fit_predict_returned_wrongly(tmp_path, body, message):
     scan, task, holdout, folds, validation = _prepared("breast-cancer", tmp_path)
