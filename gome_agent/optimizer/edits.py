@@ -310,6 +310,9 @@ def function_reply(reply: str, current: str, name: str) -> tuple[str, str]:
     function often writes a whole script: as main.py it ignored the scaffold's folds and outputs.
     """
     blocks = [m.group("code") for m in _FENCE.finditer(reply)]
+    if not blocks and (start := re.search(rf"^(?:(?:import|from) \S|def {name}\()", reply, re.MULTILINE)):
+        # The function without its opening fence (the 0.5B model sometimes drops it): up to a fence line.
+        blocks = [re.split(r"^```", reply[start.start():], maxsplit=1, flags=re.MULTILINE)[0]]
     if not blocks:
         raise EditError(f"the reply holds no ```python block with the function {name}")
     code = "\n\n".join(blocks)

@@ -165,9 +165,12 @@ class Strategy(ABC):
                     code, summary = function_reply(completion.text, current, function)
                 else:
                     code, summary = new_code(completion.text, current)
-                if role == "debug" and code == current:
-                    # The 0.5B model, asked again for a fix, copied the failing function back unchanged.
-                    raise EditError("the reply's code is the failing code unchanged; change what caused the error")
+                if role != "draft" and code == current:
+                    # The 0.5B model, asked again for a fix or a change, copied the function back unchanged;
+                    # run again, it would only fail or score as before.
+                    raise EditError("the reply's code is the failing code unchanged; change what caused the error"
+                                    if role == "debug" else
+                                    "the reply's code is the current code unchanged; make the change it names")
                 stubs = unwritten(code, _SCAFFOLD_FUNCTIONS) if current is not None and _STUB.search(current) else []
                 if stubs:
                     names = " and ".join(stubs)

@@ -196,3 +196,12 @@ def test_a_reply_asked_for_one_function_without_it_is_refused_with_the_cause(rep
 
     with pytest.raises(EditError, match=re.escape(problem)):
         function_reply(reply, SCAFFOLD, "fit_predict")
+
+
+def test_a_function_reply_without_its_opening_fence_is_still_taken():
+    from gome_agent.optimizer.edits import function_reply
+
+    reply = ("Change: boosting\ndef fit_predict(X, y, X_new):\n    return GradientBoostingRegressor().fit(X, y)"
+             ".predict(X_new)\n```\nThis uses boosting.")
+    code, summary = function_reply(reply, SCAFFOLD, "fit_predict")
+    assert summary == "boosting" and "GradientBoostingRegressor().fit(X, y)" in code and "This uses" not in code

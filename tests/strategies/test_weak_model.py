@@ -209,3 +209,16 @@ def test_a_fix_that_copies_the_failing_function_back_is_re_asked(tmp_path, compe
     assert draft.status == "accepted" and draft.llm_calls == 3  # the function, the unchanged copy, the fix
     reask = script.prompts("function_fix")[1]
     assert "the reply's code is the failing code unchanged; change what caused the error" in reask
+
+
+def test_a_change_that_copies_the_best_back_unchanged_is_re_asked(tmp_path, competition, fake_llm, monkeypatch):
+    same = FUNCTIONS.replace("Approach: logistic regression on every numeric column", "Change: a better model")
+    script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
+              .add("gradient", gradient("Tune the regularisation")).add("function_change", same, SCALED))
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=2, acceptance="plain"))
+    start(config, monkeypatch)
+    update = steps_of(config)[1]
+    assert update.llm_calls == 3 and "C=0.5" in (config.workdir / update.code_dir / "main.py").read_text()
+    reask = script.prompts("function_change")[1]
+    assert "the reply's code is the current code unchanged; make the change it names" in reask
