@@ -57,8 +57,8 @@ _CODE_ONLY = ("That reply named the approach but held no code. Now write that so
               "contract above. No other text.")
 # Asked for a function, the 0.5B model repeated a code-less `Change:` line word for word when told only that
 # the reply held no code; naming the block's first line gets the function more often.
-_CODE_ONLY_SCAFFOLD = ("That reply held no code. Now write it: reply with the whole function fit_predict (and the "
-                       "imports it needs) in one ```python block that begins with the line `{signature}`. "
+_CODE_ONLY_SCAFFOLD = ("That reply held no code. Now write it: reply with the whole function fit_predict{change} (and "
+                       "the imports it needs) in one ```python block that begins with the line `{signature}`. "
                        "No other text.")
 _SHORTER_FUNCTIONS = ("Reply with only the function fit_predict (its def line, its body and the imports it needs) "
                       "in one ```python block, not the whole file.")
@@ -182,8 +182,10 @@ class Strategy(ABC):
                 announced = announced or summary_line(completion.text)
                 no_code = (role == "draft" or functions_only) and not cut and "```" not in completion.text
                 if attempt < re_asks and no_code:
-                    ask = _CODE_ONLY_SCAFFOLD.format(signature=def_line(current, function or "fit_predict")) \
-                        if current is not None else _CODE_ONLY
+                    # Named again, the change is made more often than the function copied back unchanged.
+                    change = f", with this change made: {announced}" if announced and role != "draft" else ""
+                    ask = _CODE_ONLY_SCAFFOLD.format(signature=def_line(current, function or "fit_predict"),
+                                                     change=change) if current is not None else _CODE_ONLY
                 elif attempt < re_asks:
                     shorter = _SHORTER_FUNCTIONS if functions_only else _SHORTER_EDITS if current \
                         else _SHORTER_FILE

@@ -176,6 +176,7 @@ def test_a_change_without_code_is_re_asked_with_the_functions_first_line(tmp_pat
     assert update.status in ("accepted", "rejected") and update.llm_calls == 3  # gradient, no code, the code
     reask = script.prompts("function_change")[1]
     assert "That reply held no code" in reask and "begins with the line `def fit_predict(X, y, X_new):`" in reask
+    assert "fit_predict, with this change made: tune the regularisation strength. (and the imports" in reask
 
 
 def test_a_script_in_reply_to_the_function_request_gives_only_its_fit_predict(tmp_path, competition, fake_llm,
