@@ -58,8 +58,10 @@ def test_a_static_problem_goes_back_to_the_model_before_any_run(tmp_path, compet
 
 
 def test_a_static_problem_never_fixed_ends_the_step_without_a_run(tmp_path, competition, fake_llm, monkeypatch):
+    # Each fix round changes the code (an unchanged copy would be re-asked) but never the problem.
     script = (Script().add("task_analysis", analysis_reply()).add("draft", full(NO_SPLIT_IMPORT))
-              .add("debug", whole(NO_SPLIT_IMPORT.replace("import json", "import json  # fixed"), "fixed, honest")))
+              .add("debug", whole(NO_SPLIT_IMPORT.replace("import json", "import json  # fixed"), "fixed, honest"),
+                   whole(NO_SPLIT_IMPORT.replace("import json", "import json  # fixed again"), "fixed, really")))
     fake_llm.set_responder(script)
     config = make_config(tmp_path, competition, fake_llm, max_steps=1, max_debug=2)
     start(config, monkeypatch)
