@@ -148,6 +148,10 @@ class ExecutionConfig(_Strict):
     static_checks: bool = Field(
         True, description="check each solution's code before it runs (syntax, undefined names, modules that are not "
         "installed, unknown column names); problems go back to the model without a run")
+    auto_fixes: bool = Field(
+        True, description="fix what is certain without asking the model (execution/autofix.py): add the imports the "
+        "static checks are sure of (an undefined np, os or StandardScaler), remove a keyword argument a run's "
+        "TypeError says the call does not take; each step records them (auto_fixes)")
     smoke: SmokeConfig = Field(default_factory=SmokeConfig)
 
 

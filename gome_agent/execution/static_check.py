@@ -162,12 +162,18 @@ def undefined_names(tree: ast.Module) -> list[StaticProblem]:
             problems.append(StaticProblem("undefined", message.lineno,
                                           f"local variable {name!r} is used before it is assigned"))
     for name, where in lines.items():
-        hint = _KNOWN_IMPORTS.get(name) or (f"import {name}" if name in sys.stdlib_module_names else None)
+        hint = import_for(name)
         others = ", ".join(map(str, where[1:]))
         also = f", also on line{'s' if len(where) > 2 else ''} {others}" if others else ""
         problems.append(StaticProblem("undefined", where[0], f"undefined name {name!r}{also}"
                                       + (f" (missing `{hint}`?)" if hint else "")))
     return problems
+
+
+def import_for(name: str) -> str | None:
+    """The import that defines `name` when it is clear: a usual alias (`np`), a common scikit-learn
+    name, or a standard-library module."""
+    return _KNOWN_IMPORTS.get(name) or (f"import {name}" if name in sys.stdlib_module_names else None)
 
 
 # Modules -----------------------------------------------------------------------------

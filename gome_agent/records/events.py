@@ -93,6 +93,8 @@ class StepRecord(_Event):
     # (None: none was made), how many, and their time (part of run_s).
     static_problems: list[str] = Field(default_factory=list)
     static_fixes: int = 0
+    # What gome fixed itself without the model (execution/autofix.py), e.g. "added `import os`".
+    auto_fixes: list[str] = Field(default_factory=list)
     smoke: Literal["passed", "failed", "timeout"] | None = None
     smoke_runs: int = 0
     smoke_s: float = 0.0

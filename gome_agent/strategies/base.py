@@ -25,6 +25,7 @@ from gome_agent.optimizer.edits import (
     def_line,
     function_reply,
     function_source,
+    line_reply,
     new_code,
     salvage_cut,
     summary_line,
@@ -60,6 +61,10 @@ _CODE_ONLY = ("That reply named the approach but held no code. Now write that so
 _CODE_ONLY_SCAFFOLD = ("That reply held no code. Now write it: reply with the whole function fit_predict{change} (and "
                        "the imports it needs) in one ```python block that begins with the line `{signature}`. "
                        "No other text.")
+_UNCHANGED_FIX = "the reply's code is the failing code unchanged; change what caused the error"
+_LINE_FIX = ("That reply's code is the failing code unchanged. Fix only line {line} of main.py, where it failed:\n"
+             "```python\n{code}\n```\nThe error: {error}\nReply with the corrected line (or the few lines that "
+             "replace it) in one ```python block. No other text.")
 _SHORTER_FUNCTIONS = ("Reply with only the function fit_predict (its def line, its body and the imports it needs) "
                       "in one ```python block, not the whole file.")
 # What the scaffold leaves to write (prompts/scaffold.j2): code built on it whose functions are still
@@ -127,11 +132,13 @@ class Strategy(ABC):
 
     # Asking for code ---------------------------------------------------------------
     def ask_code(self, messages: list[Message], current: str | None, role: str, meter: Meter,
-                 function: str | None = None) -> tuple[str, str]:
+                 function: str | None = None, failure: Failure | None = None) -> tuple[str, str]:
         """Ask for code. Returns the new code and the reply's own summary of it.
 
         `function`: the one function of `current` the reply was asked for (a small model's prompts); only
         that function (and the imports and helpers next to it) is taken from the reply (`function_reply`).
+        `failure`: what a fix answers; a fix that copies the failing code back unchanged is asked once for
+        the failing line alone (`line_reply`), when the failure names one.
         A reply cut off at the output limit is never applied, not even its complete edit blocks (only a
         reply asked for functions alone, `function` or a scaffolded draft, keeps the functions it
         finished: `salvage_cut`); it is re-asked with that reason (edits only, or a more compact file).
@@ -142,6 +149,10 @@ class Strategy(ABC):
         tags = {"trace": self.index, "step": self.state.next_step}
         re_asks, whole_file = self.opt.max_reply_edit_retries, function is not None
         announced = ""  # a summary line of an earlier reply, kept when the code comes in a later one
+        line = failure.line if failure is not None and current is not None else None
+        if line is not None and current is not None and not 1 <= line <= len(current.splitlines()):
+            line = None
+        by_line = line_asked = False  # whether the last re-ask (any re-ask) asked for the failing line alone
         # A scaffolded draft needs a function or two: a small model's runaway reply (it repeats itself up to
         # the output limit, minutes on a CPU) is cut much earlier.
         functions_only = function is not None or (role == "draft" and current is not None)
@@ -151,7 +162,7 @@ class Strategy(ABC):
                                                     tags={**tags, "reask": attempt} if attempt else tags,
                                                     max_output_tokens=limit)
             meter.add(completion)
-            cut = completion.cut
+            cut, asked_line, by_line, unchanged = completion.cut, by_line, False, False
             try:
                 salvaged = salvage_cut(completion.text, current) if cut and functions_only and current else None
                 if cut and salvaged is None:
@@ -159,17 +170,20 @@ class Strategy(ABC):
                            if completion.finish_reason == REPETITION else
                            "was cut off at the output limit before it ended")
                     raise EditError(f"the reply {how}, so none of it was applied")
-                if salvaged:
+                whole = function is not None and re.search(rf"^\s*def {function}\(", completion.text, re.MULTILINE)
+                if asked_line and line is not None and current is not None and not whole:
+                    code, summary = line_reply(completion.text, current, line), ""
+                elif salvaged:
                     code, summary = salvaged, summary_line(completion.text)
                 elif function is not None and current is not None:
                     code, summary = function_reply(completion.text, current, function)
                 else:
                     code, summary = new_code(completion.text, current)
                 if role != "draft" and code == current:
+                    unchanged = True
                     # The 0.5B model, asked again for a fix or a change, copied the function back unchanged;
                     # run again, it would only fail or score as before.
-                    raise EditError("the reply's code is the failing code unchanged; change what caused the error"
-                                    if role == "debug" else
+                    raise EditError(_UNCHANGED_FIX if role == "debug" else
                                     "the reply's code is the current code unchanged; make the change it names")
                 stubs = unwritten(code, _SCAFFOLD_FUNCTIONS) if current is not None and _STUB.search(current) else []
                 if stubs:
@@ -181,7 +195,12 @@ class Strategy(ABC):
             except EditError as exc:
                 announced = announced or summary_line(completion.text)
                 no_code = (role == "draft" or functions_only) and not cut and "```" not in completion.text
-                if attempt < re_asks and no_code:
+                if unchanged and not line_asked and line is not None and current is not None and failure is not None:
+                    # Asked again for the whole code, the 0.5B model copied it back once more.
+                    by_line = line_asked = True
+                    ask = _LINE_FIX.format(line=line, code=current.splitlines()[line - 1].strip(),
+                                           error=failure.cause or "; ".join(failure.problems[:1]))
+                elif attempt < re_asks and no_code:
                     # Named again, the change is made more often than the function copied back unchanged.
                     change = f", with this change made: {announced}" if announced and role != "draft" else ""
                     ask = _CODE_ONLY_SCAFFOLD.format(signature=def_line(current, function or "fit_predict"),
@@ -205,7 +224,8 @@ class Strategy(ABC):
     def draft(self, record: StepRecord, meter: Meter, also_avoid: list[str] | None = None) -> Proposal:
         """A first complete solution, announced (before it runs) so that other drafts can differ; written
         into gome's main.py skeleton when the run scaffolds this draft (`scaffold`)."""
-        failures = [s.lesson for s in self.state.steps if s.kind == "draft" and s.status != "accepted"][-3:]
+        # Only drafts whose code was checked or run: "the reply held no code" teaches nothing about the task.
+        failures = [s.lesson for s in self.state.steps if s.kind == "draft" and s.status == "failed"][-3:]
         avoid = [*self.sibling_approaches(), *(also_avoid or [])]
         scaffold = self.scaffold()
         stub = function_head(scaffold, "fit_predict") if scaffold else None
@@ -247,9 +267,8 @@ class Strategy(ABC):
         writing a fresh one: a weak model's drafts mostly fail on one fixable error."""
         # Recorded first: a repair whose reply is unusable is still a repair of that draft.
         record.hypothesis, record.repairs, record.scaffolded = failed.approach, failed.step, failed.scaffolded
-        code, change = self.fix(failed.code, failed.failure, failed.approach,
-                                [f"step {s.step}: {s.lesson}" for s in self.state.steps[-failed.repairs - 1:]],
-                                meter)
+        tried = [f"step {s.step}: {s.lesson}" for s in self.state.steps[-failed.repairs - 1:] if s.status == "failed"]
+        code, change = self.fix(failed.code, failed.failure, failed.approach, tried, meter)
         return Proposal(code, f"repair of the draft of step {failed.step}: {change or 'a fix'}", failed.code)
 
     def sibling_approaches(self) -> list[str]:
@@ -289,12 +308,12 @@ class Strategy(ABC):
             messages = self.services.prompts.messages(
                 "function_fix", task=context.task, environment=context.environment, plan=self.services.task.scaffold,
                 current=current, failure=failure, earlier=earlier)
-            return self.ask_code(messages, code, "debug", meter, function="fit_predict")
+            return self.ask_code(messages, code, "debug", meter, function="fit_predict", failure=failure)
         messages = self.services.prompts.messages(
             "debug", **self.context().variables(), goal=goal, code=code, failure=failure, earlier=earlier,
             functions=self.function_edits(code, "debug"),
         )
-        return self.ask_code(messages, code, "debug", meter)
+        return self.ask_code(messages, code, "debug", meter, failure=failure)
 
     def written_function(self, code: str, role: str) -> str | None:
         """The fit_predict that a small model wrote into the scaffold of `code`, which it then changes and

@@ -27,6 +27,7 @@ from gome_agent.errors import TaskError
 from gome_agent.execution.executor import RunResult, RunSpec
 from gome_agent.execution.failures import Cause, code_excerpt, failure_cause, last_traceback
 from gome_agent.execution.scheduler import LeaseTimeout, is_gpu_oom, needs_gpu
+from gome_agent.execution.autofix import add_missing_imports, drop_unexpected_keyword
 from gome_agent.execution.static_check import check_code, tables_named
 from gome_agent.records.events import Note
 from gome_agent.records.housekeeping import free_space_problem
@@ -76,6 +77,7 @@ class Evaluation:
     failed_in: Literal["static", "smoke", "run"] | None = None  # where the last failure happened
     static_problems: list[str] = field(default_factory=list)  # every problem the static checks found
     static_fixes: int = 0  # fix rounds spent on them, without a run
+    auto_fixes: list[str] = field(default_factory=list)  # what gome fixed itself, without the model (autofix.py)
     smoke: SmokeStatus | None = None  # the last smoke run's outcome (None: none was made)
     smoke_runs: int = 0
     smoke_s: float = 0.0
@@ -126,6 +128,13 @@ class Evaluator:
             assert failure is not None
             label = "smoke run" if ev.failed_in == "smoke" else "run"
             what = ev.message + (f" ({ev.cause})" if ev.cause else "")
+            fixed = drop_unexpected_keyword(ev.code, ev.cause) \
+                if ev.cause is not None and self.services.config.execution.auto_fixes else None
+            if fixed is not None:
+                ev.code, done = fixed
+                ev.auto_fixes.append(done)
+                earlier.append(f"attempt {attempt + 1} ({label}): {what} -> gome {done.split(': ', 1)[1]}")
+                continue
             if not self.apply_fix(ev, failure, goal, earlier, meter, fix, f"attempt {attempt + 1} ({label}): {what}"):
                 break
         return ev
@@ -226,7 +235,12 @@ class Evaluator:
             return True
         tables = self.plan.tables if self.plan is not None else None
         while True:
-            problems = [str(p) for p in check_code(ev.code, python=self.services.executor.python, tables=tables)]
+            if execution.auto_fixes:
+                ev.code, added = add_missing_imports(ev.code)
+                # A fix reply may drop them again; they are added again, recorded once.
+                ev.auto_fixes += [f for line in added if (f := f"added `{line}`") not in ev.auto_fixes]
+            found = check_code(ev.code, python=self.services.executor.python, tables=tables)
+            problems = [str(p) for p in found]
             if not problems:
                 return True
             for problem in problems:
@@ -235,7 +249,7 @@ class Evaluator:
             ev.failed_in, ev.message, ev.problems = "static", STATIC_FAILED, problems
             ev.result = ev.check = ev.cause = None
             failure = ev.failure = Failure(message=STATIC_FAILED, problems=problems, stderr_tail="", stdout_tail="",
-                                           tables=self.tables_shown(ev.code))
+                                           line=found[0].line, tables=self.tables_shown(ev.code))
             if ev.static_fixes >= max_debug:
                 return False
             ev.static_fixes += 1
@@ -317,6 +331,7 @@ class Evaluator:
         line = ev.cause.line if ev.cause is not None else None
         ev.failure = Failure(message=ev.message, problems=ev.problems, stderr_tail=tail(result.stderr_tail),
                              stdout_tail=tail(result.stdout_tail, 1200), cause=None if ev.cause is None else str(ev.cause),
+                             line=line,
                              traceback=last_traceback(result.stderr_tail, TRACEBACK_CHARS),
                              excerpt=code_excerpt(ev.code, line) if line else "", tables=self.tables_shown(ev.code))
         return ev.failure

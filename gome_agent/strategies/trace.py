@@ -169,6 +169,7 @@ class Trace:
         record.gpu_peak_mb = self.evaluator.gpu_peak_mb if record.gpu else None
         record.oom_retries = ev.oom_retries
         record.static_problems, record.static_fixes = ev.static_problems, ev.static_fixes
+        record.auto_fixes = ev.auto_fixes
         record.smoke, record.smoke_runs, record.smoke_s = ev.smoke, ev.smoke_runs, round(ev.smoke_s, 3)
         task = self.services.task
         metric = task.metric_name
@@ -180,16 +181,18 @@ class Trace:
             record.message = ev.message + (f"; {ev.fix_error}" if ev.fix_error else "")
             record.cause = None if ev.cause is None else str(ev.cause)
             # A crash's missing outputs follow from its exception; a run that finished names what it broke.
-            # The cause comes first: later prompts show a bounded part of the lesson.
+            # The cause comes first: later prompts show a bounded part of the lesson. A fix reply that could
+            # not be used stays in the message only: it says nothing about the task, and the 0.5B model,
+            # shown it among earlier failures, echoed it back as its own change.
             detail = "" if ev.cause else "; ".join(ev.problems[:2])
             runs = f"{ev.runs} full run(s) and {ev.smoke_runs} smoke run(s)" if ev.smoke_runs else f"{ev.runs} run(s)"
             if ev.failed_in == "static":
                 # No run at all: the problems are the whole lesson.
                 record.lesson = (f"Failed the static check after {ev.static_fixes} fix round(s) and {runs}: "
-                                 + "; ".join(ev.problems[:3]) + (f"; {ev.fix_error}" if ev.fix_error else ""))
+                                 + "; ".join(ev.problems[:3]))
                 return
             record.lesson = (f"Failed after {runs}: {ev.message}" + (f": {ev.cause}" if ev.cause else "")
-                             + (f" ({detail})" if detail else "") + (f"; {ev.fix_error}" if ev.fix_error else ""))
+                             + (f" ({detail})" if detail else ""))
             return
         assert ev.check is not None and ev.check.score is not None and ev.result is not None
         score = ev.check.score

@@ -167,6 +167,7 @@ class Failure:
     stderr_tail: str
     stdout_tail: str
     cause: str | None = None  # the exception and the line of main.py it came from
+    line: int | None = None  # that line of main.py (of a static failure: its first problem's)
     traceback: str | None = None  # the last traceback whole (stderr_tail may show only its end)
     excerpt: str = ""  # the lines of main.py around the failing one, numbered
     tables: list[str] = field(default_factory=list)  # "path: columns" of the input tables the code names

@@ -133,7 +133,8 @@ def test_the_cause_comes_before_a_fix_that_could_not_be_used(tmp_path, competiti
     assert step.lesson.startswith("Failed after 0 full run(s) and 1 smoke run(s): the smoke run (before the full "
                                   "run: at most 200 rows per table, 60 s limit) exited with code 1: "
                                   "ModuleNotFoundError: No module named 'gome_absent_module'")
-    assert step.lesson.endswith("reply with the code in one of those two forms")
+    # Why the fix could not be used is in the message; the lesson, which later prompts show, keeps to the task.
+    assert step.lesson.endswith("No module named 'gome_absent_module' (main.py line 1: `import gome_absent_module`)")
     assert "; the fix could not be applied: the model's code reply could not be used" in step.message
 
 

@@ -15,6 +15,7 @@ from tests.strategies.test_trace import make_config, start, steps_of
 
 NO_SPLIT_IMPORT = DRAFT.replace("from sklearn.model_selection import train_test_split\n", "")
 NO_OS_IMPORT = DRAFT.replace("import os\n", "")
+FEATURES_LINE = 'FEATURES = ["mean_texture"]\n'
 ABSENT_PACKAGE = DRAFT.replace("import pandas as pd\n", "import pandas as pd\nimport gome_absent_module\n")
 # Built at run time, so only running it finds it.
 PLANTED = DRAFT.replace('X, y = train[FEATURES], train["target"]',
@@ -41,7 +42,8 @@ def test_a_static_problem_goes_back_to_the_model_before_any_run(tmp_path, compet
     script = (Script().add("task_analysis", analysis_reply()).add("draft", full(code))
               .add("debug", whole(DRAFT, "add what was missing")))
     fake_llm.set_responder(script)
-    config = make_config(tmp_path, competition, fake_llm, max_steps=1)
+    # Without gome's own fixes (auto_fixes), so that the model is asked for the missing import too.
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1, execution={"auto_fixes": False})
     start(config, monkeypatch)
     (step,) = steps_of(config)
     # The broken code never ran: one fix round, then one smoke run and one full run of the fixed code.
@@ -63,7 +65,7 @@ def test_a_static_problem_never_fixed_ends_the_step_without_a_run(tmp_path, comp
               .add("debug", whole(NO_SPLIT_IMPORT.replace("import json", "import json  # fixed"), "fixed, honest"),
                    whole(NO_SPLIT_IMPORT.replace("import json", "import json  # fixed again"), "fixed, really")))
     fake_llm.set_responder(script)
-    config = make_config(tmp_path, competition, fake_llm, max_steps=1, max_debug=2)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1, max_debug=2, execution={"auto_fixes": False})
     start(config, monkeypatch)
     (step,) = steps_of(config)
     problem = "line 11: undefined name 'train_test_split' (missing `from sklearn.model_selection import train_test_split`?)"
@@ -74,6 +76,47 @@ def test_a_static_problem_never_fixed_ends_the_step_without_a_run(tmp_path, comp
     assert not list((config.workdir / "traces").rglob("stdout.txt"))
     # The next fix attempt heard of the earlier one.
     assert "static check: 1 problem(s), e.g. line 11" in script.prompts("debug")[1]
+
+
+def test_gome_adds_the_imports_it_is_sure_of_and_asks_the_model_only_for_the_rest(tmp_path, competition, fake_llm,
+                                                                                  monkeypatch):
+    # Neither os nor train_test_split is imported; FEATURE_LIST is a name only the model can define.
+    broken = NO_OS_IMPORT.replace(FEATURES_LINE, "").replace("from sklearn.model_selection import train_test_split\n", "")
+    broken = broken.replace("FEATURES", "FEATURE_LIST")
+    fixed = broken.replace('X, y = train[FEATURE_LIST]', 'FEATURE_LIST = ["mean_texture"]\nX, y = train[FEATURE_LIST]')
+    script = (Script().add("task_analysis", analysis_reply()).add("draft", full(broken))
+              .add("debug", whole(fixed, "define FEATURE_LIST")))
+    fake_llm.set_responder(script)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1)
+    start(config, monkeypatch)
+    (step,) = steps_of(config)
+    assert step.status == "accepted" and step.static_fixes == 1
+    assert step.auto_fixes == ["added `from sklearn.model_selection import train_test_split`", "added `import os`"]
+    # The model heard only of the name gome could not define, and its code came back with gome's imports.
+    (debug,) = script.prompts("debug")
+    assert "undefined name 'FEATURE_LIST'" in debug and "undefined name 'os'" not in debug
+    assert "undefined name 'train_test_split'" not in debug
+    code = (config.workdir / "traces" / "t0" / "s0001" / "a0" / "main.py").read_text()
+    assert code.startswith("from sklearn.model_selection import train_test_split\nimport os\nimport json\n")
+    assert step.static_problems == ["line 10: undefined name 'FEATURE_LIST', also on lines 15, 18"]
+
+
+def test_gome_removes_a_keyword_argument_the_call_does_not_take_without_asking_the_model(tmp_path, competition,
+                                                                                        fake_llm, monkeypatch):
+    threads = DRAFT.replace("LogisticRegression(max_iter=2000)", "LogisticRegression(max_iter=2000, threads=4)")
+    script = Script().add("task_analysis", analysis_reply()).add("draft", full(threads))
+    fake_llm.set_responder(script)
+    config = make_config(tmp_path, competition, fake_llm, max_steps=1)
+    start(config, monkeypatch)
+    (step,) = steps_of(config)
+    # The smoke run failed on the keyword; gome removed it and the second attempt ran, with no fix request.
+    assert step.status == "accepted" and not script.prompts("debug") and step.llm_calls == 1
+    assert (step.smoke_runs, step.runs) == (2, 1)
+    assert step.auto_fixes == ["line 13: removed `threads=` from LogisticRegression(), which does not take it "
+                               "(TypeError)"]
+    step_dir = config.workdir / "traces" / "t0" / "s0001"
+    assert "unexpected keyword argument 'threads'" in (step_dir / "a0-smoke" / "stderr.txt").read_text()
+    assert (step_dir / "a1" / "main.py").read_text() == DRAFT
 
 
 def test_a_column_error_fails_in_the_smoke_run_and_the_full_run_is_not_started(tmp_path, competition, fake_llm,

@@ -208,8 +208,32 @@ def test_a_fix_that_copies_the_failing_function_back_is_re_asked(tmp_path, compe
     start(config, monkeypatch)
     (draft,) = steps_of(config)
     assert draft.status == "accepted" and draft.llm_calls == 3  # the function, the unchanged copy, the fix
+    # The re-ask named the failing line; a reply with the whole function fixed is taken as such.
     reask = script.prompts("function_fix")[1]
-    assert "the reply's code is the failing code unchanged; change what caused the error" in reask
+    assert "That reply's code is the failing code unchanged. Fix only line " in reask
+    assert '```python\nX = X.drop(columns=["no_such_column"])\n```\nThe error: KeyError: ' in reask
+    code = (config.workdir / draft.code_dir / "main.py").read_text()
+    assert "no_such_column" not in code and "def fit_predict(X, y, X_new):" in code
+
+
+def test_a_fix_copied_back_unchanged_is_asked_for_its_failing_line_alone(tmp_path, competition, fake_llm,
+                                                                        monkeypatch):
+    unchanged = BROKEN.replace("Approach: logistic regression on every numeric column", "Change: nothing")
+    line = '```python\nX = X.drop(columns=["no_such_column"], errors="ignore")\n```\n'
+    script = (Script().add("task_analysis", analysis_reply()).add("function", BROKEN)
+              .add("function_fix", "Change: drop the column only if it is there", unchanged, line))
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=1))
+    start(config, monkeypatch)
+    (draft,) = steps_of(config)
+    # The function; the code-less fix, its re-ask (copied back unchanged) and the line.
+    assert draft.status == "accepted" and draft.llm_calls == 4 and draft.runs == 1
+    code = (config.workdir / draft.code_dir / "main.py").read_text()
+    # The line went in at the failing line's place and indentation; the rest of main.py is as it was.
+    assert '\n    X = X.drop(columns=["no_such_column"], errors="ignore")\n    return model.fit(X, y)' in code
+    failed = (config.workdir / "traces" / "t0" / "s0001" / "a0-smoke" / "main.py").read_text()
+    assert code == failed.replace('columns=["no_such_column"])', 'columns=["no_such_column"], errors="ignore")')
+    assert draft.change.endswith("; then fixed: drop the column only if it is there")
 
 
 def test_a_change_that_copies_the_best_back_unchanged_is_re_asked(tmp_path, competition, fake_llm, monkeypatch):

@@ -1,0 +1,102 @@
+"""Fixes gome makes to a solution itself, without asking the model, where the right change is certain.
+
+Two kinds, both common in a small model's code and both cheap to get wrong when it is asked to fix
+them (the 0.5B model copied its code back unchanged, or "fixed" `n_jobs=THREADS` into `n_jobs=None`):
+
+- imports the static check knows (`np`, `os`, `StandardScaler`: `static_check.import_for`), added at
+  the top before the code is checked;
+- a keyword argument that the called function does not take (`TypeError: ... got an unexpected keyword
+  argument 'threads'`), removed from the one call on the failing line that passes it, after the run.
+
+Each fix is recorded in the step (`auto_fixes`); `execution.auto_fixes` turns them off.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from pyflakes import checker as pyflakes_checker
+from pyflakes import messages as pyflakes_messages
+
+from gome_agent.execution.failures import Cause
+from gome_agent.execution.static_check import import_for
+
+_UNEXPECTED = re.compile(r"(?:(?P<func>[\w.]+)\(\) )?got an unexpected keyword argument '(?P<keyword>\w+)'")
+
+
+def add_missing_imports(code: str) -> tuple[str, list[str]]:
+    """`code` with the imports it clearly lacks added at its top (after a docstring and `from
+    __future__` imports), and those import lines. A small model often uses `StandardScaler` or `os`
+    without importing it and then, asked to fix that, copies its code back unchanged; gome adds what
+    it knows instead of spending an LLM call. Code that does not parse is returned as it is."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return code, []
+    names = {str(m.message_args[0]) for m in pyflakes_checker.Checker(tree, filename="main.py").messages
+             if isinstance(m, pyflakes_messages.UndefinedName)}
+    added = sorted({line for name in names if (line := import_for(name)) is not None})
+    if not added:
+        return code, []
+    body = tree.body
+    skip = 1 if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str) else 0
+    while skip < len(body) and isinstance(body[skip], ast.ImportFrom) and body[skip].module == "__future__":
+        skip += 1
+    lines = code.splitlines(keepends=True)
+    at = body[skip].lineno - 1 if skip < len(body) else len(lines)
+    if at and not lines[at - 1].endswith("\n"):
+        lines[at - 1] += "\n"
+    # Before a decorated first statement, insert above its decorators.
+    if skip < len(body) and getattr(body[skip], "decorator_list", None):
+        at = min(d.lineno for d in body[skip].decorator_list) - 1
+    return "".join([*lines[:at], *(f"{line}\n" for line in added), *lines[at:]]), added
+
+
+def drop_unexpected_keyword(code: str, cause: Cause) -> tuple[str, str] | None:
+    """`code` without the keyword argument that `cause` (a run's TypeError) says its call does not take,
+    and what was done; None unless exactly one call on the failing line passes that keyword (and, when
+    the error names the function, calls it)."""
+    found = _UNEXPECTED.search(cause.message)
+    if cause.exception != "TypeError" or found is None or cause.line is None:
+        return None
+    keyword, func = found.group("keyword"), found.group("func")
+    callee = func.removesuffix(".__init__").rsplit(".", 1)[-1] if func else None
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    hits = [(call, arg) for call in ast.walk(tree) if isinstance(call, ast.Call)
+            and call.lineno <= cause.line <= (call.end_lineno or call.lineno)
+            and (callee is None or _name(call.func) == callee)
+            for arg in call.keywords if arg.arg == keyword]
+    if len(hits) != 1:
+        return None
+    call, arg = hits[0]
+    lines = code.splitlines(keepends=True)
+    start, end = _offset(lines, arg.lineno, arg.col_offset), _offset(lines, arg.end_lineno, arg.end_col_offset)
+    # With the comma that joins it to the argument before it (or, if it is the first, after it).
+    before = re.search(r",\s*$", code[:start])
+    after = re.match(r"\s*,\s*", code[end:])
+    if before:
+        start = before.start()
+    elif after:
+        end += after.end()
+    fixed = code[:start] + code[end:]
+    try:
+        ast.parse(fixed)
+    except SyntaxError:
+        return None
+    name = _name(call.func) or "the call"
+    return fixed, f"line {cause.line}: removed `{keyword}=` from {name}(), which does not take it ({cause.exception})"
+
+
+def _name(func: ast.expr) -> str | None:
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+
+
+def _offset(lines: list[str], line: int | None, column: int | None) -> int:
+    """The character offset in the code of an AST position (its column counts UTF-8 bytes)."""
+    assert line is not None and column is not None
+    text = lines[line - 1]
+    return sum(len(ln) for ln in lines[: line - 1]) + len(text.encode("utf-8")[:column].decode("utf-8", "ignore"))
