@@ -30,6 +30,7 @@ _BLOCK = re.compile(
 _OPENING = re.compile(r"^<{5,9} ?SEARCH", re.MULTILINE)
 _FENCE_OPENING = r"```(?:python|py)?[ \t]*\n"
 _FENCE = re.compile(_FENCE_OPENING + r"(?P<code>.*?)^```", re.DOTALL | re.MULTILINE)
+_REPLACE_WITH = re.compile(r"\breplace\s+`(?P<old>[^`\n]+)`\s+with\s+`(?P<new>[^`\n]*)`", re.IGNORECASE)
 _SUMMARY = re.compile(r"^\s*(?:\*\*)?(Change|Approach)(?:\*\*)?\s*:\s*(?P<text>.+)$", re.MULTILINE | re.IGNORECASE)
 
 
@@ -227,6 +228,14 @@ def _function_names(code: str) -> list[str]:
         return []
 
 
+def function_lines(code: str, name: str) -> tuple[int, int] | None:
+    """The first and last line (1-based, decorators included) of the top-level function `name`, or None."""
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return min([node.lineno, *(d.lineno for d in node.decorator_list)]), node.end_lineno or node.lineno
+    return None
+
+
 def function_source(code: str, name: str) -> str | None:
     """The whole source of the top-level function `name` of `code` (decorators included), or None."""
     for node in ast.parse(code).body:
@@ -335,9 +344,10 @@ def function_reply(reply: str, current: str, name: str) -> tuple[str, str]:
 
 def line_reply(reply: str, current: str, line: int) -> str:
     """`current` with its line `line` (1-based) replaced by the code of a reply asked for that line alone,
-    indented as that line was; an empty block deletes the line. A reply that holds the whole function
-    instead is not taken here (`function_reply` takes it). Raises EditError when the reply holds no
-    code, or its code does not fit there.
+    indented as that line was; an empty block deletes the line; a reply without code that says "Replace
+    `a` with `b`" has `a` replaced on that line. A reply that holds the whole function instead is not
+    taken here (`function_reply` takes it). Raises EditError when the reply holds no code, or its code
+    does not fit there.
 
     Asked again for a whole function it failed to fix, the 0.5B model copied it back unchanged (73 of
     the fixes of one benchmark sweep); asked for one line and its error, it rewrites the line.
@@ -345,7 +355,15 @@ def line_reply(reply: str, current: str, line: int) -> str:
     lines = _lines(current)
     if not 1 <= line <= len(lines):
         raise EditError(f"main.py has no line {line}")
+    old = lines[line - 1]
     blocks = [m.group("code") for m in _FENCE.finditer(reply)]
+    swap = _REPLACE_WITH.search(reply) if not blocks else None
+    if swap is not None:
+        # The 0.5B model often says the fix in words ("Replace `a` with `b`") instead of a code block.
+        if old.count(swap.group("old")) != 1:
+            raise EditError(f"`{swap.group('old')}` is not (once) on line {line}; reply with the new line {line} "
+                            "in one ```python block")
+        blocks = [old.replace(swap.group("old"), swap.group("new"))]
     if not blocks:
         # An unfenced reply is code only if all of it parses (prose does not).
         text = "\n".join(ln for ln in reply.strip().splitlines() if not ln.strip().startswith("```"))
@@ -355,7 +373,6 @@ def line_reply(reply: str, current: str, line: int) -> str:
             raise EditError(f"the reply holds no ```python block with the new line {line}") from None
         blocks = [text + "\n"]
     new = textwrap.dedent(blocks[0]).strip("\n")
-    old = lines[line - 1]
     indent = old[: len(old) - len(old.lstrip())]
     replacement = textwrap.indent(new + "\n", indent) if new.strip() else ""
     code = "".join([*lines[: line - 1], replacement, *lines[line:]])

@@ -22,6 +22,7 @@ from gome_agent.optimizer import budget as budget_mod
 from gome_agent.optimizer.edits import (
     EditError,
     function_head,
+    function_lines,
     def_line,
     function_reply,
     function_source,
@@ -150,8 +151,13 @@ class Strategy(ABC):
         re_asks, whole_file = self.opt.max_reply_edit_retries, function is not None
         announced = ""  # a summary line of an earlier reply, kept when the code comes in a later one
         line = failure.line if failure is not None and current is not None else None
-        if line is not None and current is not None and not 1 <= line <= len(current.splitlines()):
-            line = None
+        if line is not None and current is not None:
+            # Of a one-function request, only a line of that function (not, say, the scaffold's own check).
+            try:
+                span = function_lines(current, function) if function else (1, len(current.splitlines()))
+            except SyntaxError:
+                span = None
+            line = line if span is not None and span[0] <= line <= span[1] else None
         by_line = line_asked = False  # whether the last re-ask (any re-ask) asked for the failing line alone
         # A scaffolded draft needs a function or two: a small model's runaway reply (it repeats itself up to
         # the output limit, minutes on a CPU) is cut much earlier.

@@ -2,7 +2,16 @@ import re
 
 import pytest
 
-from gome_agent.optimizer.edits import EditError, apply_edits, diff_size, function_source, new_code, parse_reply
+from gome_agent.optimizer.edits import (
+    EditError,
+    apply_edits,
+    diff_size,
+    function_lines,
+    function_source,
+    line_reply,
+    new_code,
+    parse_reply,
+)
 
 CODE = '''import pandas as pd
 
@@ -205,3 +214,34 @@ def test_a_function_reply_without_its_opening_fence_is_still_taken():
              ".predict(X_new)\n```\nThis uses boosting.")
     code, summary = function_reply(reply, SCAFFOLD, "fit_predict")
     assert summary == "boosting" and "GradientBoostingRegressor().fit(X, y)" in code and "This uses" not in code
+
+
+def test_a_line_reply_in_words_replaces_the_named_text_on_that_line():
+    code = "def f(X):\n    m = SVC(kernel='linear', threads=4)\n    return m\n"
+    said = "Change: Replace `, threads=4` with `` in line 2."
+    assert line_reply(said, code, 2) == "def f(X):\n    m = SVC(kernel='linear')\n    return m\n"
+    # The named text is not on the failing line: nothing is applied.
+    with pytest.raises(EditError, match="is not \\(once\\) on line 2"):
+        line_reply("Replace `return m` with `return None`", code, 2)
+    with pytest.raises(EditError, match="no ```python block with the new line 2"):
+        line_reply("Change: make sure the model takes that argument.", code, 2)
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    ("```python\nm = SVC()\n```", "    m = SVC()\n"),  # indented as the failing line was
+    ("```python\n        m = SVC()\n        m.probability = True\n```", "    m = SVC()\n    m.probability = True\n"),
+    ("m = SVC(random_state=0)", "    m = SVC(random_state=0)\n"),  # unfenced code
+    ("```python\n```", ""),  # an empty block deletes the line
+])
+def test_a_line_reply_replaces_the_failing_line_alone(reply, expected):
+    code = "def f(X):\n    m = SVC(threads=4)\n    return m\n"
+    assert line_reply(reply, code, 2) == f"def f(X):\n{expected}    return m\n"
+    assert function_lines("import os\n\n@dec\n" + code, "f") == (3, 6)
+
+
+def test_a_line_reply_that_breaks_the_code_is_refused():
+    code = "def f(X):\n    m = SVC(threads=4)\n    return m\n"
+    with pytest.raises(EditError, match="in place of line 2, main.py is not valid Python"):
+        line_reply("```python\nif m:\n```", code, 2)
+    with pytest.raises(EditError, match="main.py has no line 9"):
+        line_reply("```python\nx = 1\n```", code, 9)

@@ -10,6 +10,7 @@ import pytest
 
 from gome_agent.bench.competitions import build_breast_cancer
 from gome_agent.records.events import EventLog, Note
+from gome_agent.views.report import write_report
 from tests.scripted_agent import DRAFT, Script, analysis_reply, edit, full
 from tests.strategies.test_trace import make_config, start, steps_of
 
@@ -117,6 +118,9 @@ def test_gome_removes_a_keyword_argument_the_call_does_not_take_without_asking_t
     step_dir = config.workdir / "traces" / "t0" / "s0001"
     assert "unexpected keyword argument 'threads'" in (step_dir / "a0-smoke" / "stderr.txt").read_text()
     assert (step_dir / "a1" / "main.py").read_text() == DRAFT
+    # The report says what gome fixed.
+    html = write_report(config.workdir).read_text()
+    assert "Fixed by gome: line 13: removed `threads=` from LogisticRegression()" in html
 
 
 def test_a_column_error_fails_in_the_smoke_run_and_the_full_run_is_not_started(tmp_path, competition, fake_llm,

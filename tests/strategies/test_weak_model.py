@@ -236,6 +236,24 @@ def test_a_fix_copied_back_unchanged_is_asked_for_its_failing_line_alone(tmp_pat
     assert draft.change.endswith("; then fixed: drop the column only if it is there")
 
 
+def test_a_failure_in_the_scaffold_s_own_lines_is_not_asked_for_as_a_line(tmp_path, competition, fake_llm,
+                                                                          monkeypatch):
+    # fit_predict returns (predictions, score): the scaffold's check raises, on a line of gome's, not the model's.
+    pair = FUNCTIONS.replace("return model.fit(X, y).predict_proba(X_new)[:, 1]",
+                             "return model.fit(X, y).predict_proba(X_new)[:, 1], 0.9")
+    unchanged = pair.replace("Approach: logistic regression on every numeric column", "Change: nothing")
+    fixed = FUNCTIONS.replace("Approach: logistic regression on every numeric column", "Change: return one array")
+    script = (Script().add("task_analysis", analysis_reply()).add("function", pair)
+              .add("function_fix", unchanged, fixed))
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=1))
+    start(config, monkeypatch)
+    (draft,) = steps_of(config)
+    assert draft.status == "accepted" and draft.llm_calls == 3
+    reask = script.prompts("function_fix")[1]
+    assert "the reply's code is the failing code unchanged" in reask and "Fix only line" not in reask
+
+
 def test_a_change_that_copies_the_best_back_unchanged_is_re_asked(tmp_path, competition, fake_llm, monkeypatch):
     same = FUNCTIONS.replace("Approach: logistic regression on every numeric column", "Change: a better model")
     script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
