@@ -198,15 +198,25 @@ def test_a_script_in_reply_to_the_function_request_gives_only_its_fit_predict(tm
     assert "read_csv('train.csv')" not in code and "print(fit_predict(" not in code
 
 
-def test_a_fix_that_copies_the_failing_function_back_is_re_asked(tmp_path, competition, fake_llm, monkeypatch):
-    fixed = FUNCTIONS.replace("Approach: logistic regression on every numeric column", "Change: drop no column")
-    unchanged = BROKEN.replace("Approach: logistic regression on every numeric column", "Change: nothing")
-    script = (Script().add("task_analysis", analysis_reply()).add("function", BROKEN)
-              .add("function_fix", unchanged, fixed))
+def saying(reply: str, summary: str) -> str:
+    """A scaffold reply with its `Approach:` line replaced by a fix's `Change:` line."""
+    return reply.replace("Approach: logistic regression on every numeric column", f"Change: {summary}")
+
+
+def fixed_draft(tmp_path, competition, fake_llm, monkeypatch, function: str, *fixes: str):
+    """A small model's one-step run whose draft is `function`, and whose fix requests get `fixes` in turn."""
+    script = (Script().add("task_analysis", analysis_reply()).add("function", function)
+              .add("function_fix", *fixes))
     fake_llm.set_responder(script)
     config = small(make_config(tmp_path, competition, fake_llm, max_steps=1))
     start(config, monkeypatch)
     (draft,) = steps_of(config)
+    return script, config, draft
+
+
+def test_a_fix_that_copies_the_failing_function_back_is_re_asked(tmp_path, competition, fake_llm, monkeypatch):
+    script, config, draft = fixed_draft(tmp_path, competition, fake_llm, monkeypatch, BROKEN,
+                                        saying(BROKEN, "nothing"), saying(FUNCTIONS, "drop no column"))
     assert draft.status == "accepted" and draft.llm_calls == 3  # the function, the unchanged copy, the fix
     # The re-ask named the failing line; a reply with the whole function fixed is taken as such.
     reask = script.prompts("function_fix")[1]
@@ -218,14 +228,9 @@ def test_a_fix_that_copies_the_failing_function_back_is_re_asked(tmp_path, compe
 
 def test_a_fix_copied_back_unchanged_is_asked_for_its_failing_line_alone(tmp_path, competition, fake_llm,
                                                                         monkeypatch):
-    unchanged = BROKEN.replace("Approach: logistic regression on every numeric column", "Change: nothing")
     line = '```python\nX = X.drop(columns=["no_such_column"], errors="ignore")\n```\n'
-    script = (Script().add("task_analysis", analysis_reply()).add("function", BROKEN)
-              .add("function_fix", "Change: drop the column only if it is there", unchanged, line))
-    fake_llm.set_responder(script)
-    config = small(make_config(tmp_path, competition, fake_llm, max_steps=1))
-    start(config, monkeypatch)
-    (draft,) = steps_of(config)
+    _, config, draft = fixed_draft(tmp_path, competition, fake_llm, monkeypatch, BROKEN,
+                                   "Change: drop the column only if it is there", saying(BROKEN, "nothing"), line)
     # The function; the code-less fix, its re-ask (copied back unchanged) and the line.
     assert draft.status == "accepted" and draft.llm_calls == 4 and draft.runs == 1
     code = (config.workdir / draft.code_dir / "main.py").read_text()
@@ -241,14 +246,8 @@ def test_a_failure_in_the_scaffold_s_own_lines_is_not_asked_for_as_a_line(tmp_pa
     # fit_predict returns (predictions, score): the scaffold's check raises, on a line of gome's, not the model's.
     pair = FUNCTIONS.replace("return model.fit(X, y).predict_proba(X_new)[:, 1]",
                              "return model.fit(X, y).predict_proba(X_new)[:, 1], 0.9")
-    unchanged = pair.replace("Approach: logistic regression on every numeric column", "Change: nothing")
-    fixed = FUNCTIONS.replace("Approach: logistic regression on every numeric column", "Change: return one array")
-    script = (Script().add("task_analysis", analysis_reply()).add("function", pair)
-              .add("function_fix", unchanged, fixed))
-    fake_llm.set_responder(script)
-    config = small(make_config(tmp_path, competition, fake_llm, max_steps=1))
-    start(config, monkeypatch)
-    (draft,) = steps_of(config)
+    script, _, draft = fixed_draft(tmp_path, competition, fake_llm, monkeypatch, pair,
+                                   saying(pair, "nothing"), saying(FUNCTIONS, "return one array"))
     assert draft.status == "accepted" and draft.llm_calls == 3
     reask = script.prompts("function_fix")[1]
     assert "the reply's code is the failing code unchanged" in reask and "Fix only line" not in reask
