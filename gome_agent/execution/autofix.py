@@ -40,7 +40,7 @@ def add_missing_imports(code: str) -> tuple[str, list[str]]:
     if not added:
         return code, []
     body = tree.body
-    skip = 1 if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str) else 0
+    skip = 1 if ast.get_docstring(tree, clean=False) is not None else 0
     while skip < len(body) and isinstance(body[skip], ast.ImportFrom) and body[skip].module == "__future__":
         skip += 1
     lines = code.splitlines(keepends=True)
