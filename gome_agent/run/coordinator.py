@@ -27,11 +27,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -103,15 +105,31 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
 
 class TraceHandle(Protocol):
     def poll(self) -> int | None: ...
+    def failure(self) -> str | None: ...
     def stop(self) -> None: ...
     def kill(self) -> None: ...
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
+
+
+def _last_error_line(log_path: Path) -> str | None:
+    """The exception that ends a crashed worker's log (its traceback's last line), if it ends on one."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+            lines = [line.strip() for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1][:300] if lines and _EXCEPTION_LINE.match(lines[-1]) else None
 
 
 class _ProcessHandle:
     def __init__(self, workdir: Path, index: int) -> None:
         logs = workdir / "logs"
         logs.mkdir(exist_ok=True)
-        self._log = open(logs / f"trace{index}.log", "ab")
+        self._log_path = logs / f"trace{index}.log"
+        self._log = open(self._log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gome_agent.run.worker", str(workdir), str(index), "--parent", str(os.getpid())],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
@@ -122,6 +140,12 @@ class _ProcessHandle:
         if code is not None:
             self._log.close()
         return code
+
+    def failure(self) -> str | None:
+        code = self.proc.poll()
+        if code is not None and code < 0:
+            return f"killed by {signal.Signals(-code).name}" if -code in signal.valid_signals() else f"signal {-code}"
+        return _last_error_line(self._log_path)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -140,6 +164,7 @@ class _ThreadHandle:
     def __init__(self, workdir: Path, index: int, llm: LLMClient) -> None:
         self._stop = threading.Event()
         self._code: int | None = None
+        self._failure: str | None = None
         self._trace = build_trace(workdir, index, llm=llm, stop=self._stop)
         self._thread = threading.Thread(target=self._run, name=f"trace{index}", daemon=True)
         self._thread.start()
@@ -151,12 +176,17 @@ class _ThreadHandle:
         except LLMFatalError as exc:
             log.error("trace %d stopped: %s", self._trace.index, exc)
             self._code = FATAL_EXIT
-        except Exception:
+        except Exception as exc:
             log.exception("trace %d crashed", self._trace.index)
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            self._failure = f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"[:300]
             self._code = 1
 
     def poll(self) -> int | None:
         return None if self._thread.is_alive() else self._code
+
+    def failure(self) -> str | None:
+        return self._failure
 
     def stop(self) -> None:
         self._stop.set()
@@ -440,14 +470,15 @@ class Run:
             fatal += code == FATAL_EXIT
             restart = (crashed and restart_allowed and self._restarts[index] < MAX_RESTARTS
                        and budget.remaining() >= self.cfg.execution.min_run_seconds)
+            why = (handle.failure() if crashed else None) or f"exit code {code}"
             self._record(TraceExited(
                 trace=index, exit_code=code, restarted=restart,
-                message=("crashed; restarting from its recorded steps" if restart
-                         else "crashed" if crashed else "finished"),
+                message=(f"crashed ({why}); restarting from its recorded steps" if restart
+                         else f"crashed ({why})" if crashed else "finished"),
             ))
             if restart:
                 self._restarts[index] += 1
-                log.warning("trace %d crashed (exit code %s); restarting it", index, code)
+                log.warning("trace %d crashed (%s); restarting it", index, why)
                 self.handles[index] = self._start_trace(index, llm)
         return fatal
 

@@ -55,6 +55,7 @@ def test_sigkill_of_a_trace_process_restarts_it_from_its_recorded_steps(world, f
                         best_at_least=DRAFT_SCORE)
     exits = [e for e in events.read() if isinstance(e, TraceExited) and e.trace == 1]
     assert exits[0].restarted and exits[0].exit_code == -9
+    assert exits[0].message == "crashed (killed by SIGKILL); restarting from its recorded steps"
     assert [s.step for s in verdict.steps if s.trace == 1] == [1, 2, 3, 4]  # none repeated, none skipped
 
 
@@ -127,9 +128,30 @@ def test_a_full_disk_neither_crashes_the_run_in_a_loop_nor_breaks_the_best(world
     # it dropped that step's folder (and the space it took) and went on.
     exits = [e for e in EventLog(copy / "events.jsonl").read() if isinstance(e, TraceExited)]
     assert [(e.exit_code, e.restarted) for e in exits] == [(1, True), (0, False)]
+    assert "No space left on device" in exits[0].message  # the crash says why in the run's own record
     assert "No space left on device" in (copy / "logs" / "trace0.log").read_text()
     assert not list(copy.rglob("fill.bin"))
     assert [s.step for s in verdict.steps] == [1, 2, 3, 4]
+
+
+def test_a_trace_thread_that_raises_is_restarted_and_the_event_names_the_exception(world, fake_llm, monkeypatch):
+    from gome_agent.strategies.trace import Trace
+    fake_llm.set_responder(Model())
+    real_step, raised = Trace.step, []
+
+    def step_once_broken(self: Trace):
+        if len(self.state.steps) == 1 and not raised:
+            raised.append(True)
+            raise RuntimeError("a bug in step 2")
+        return real_step(self)
+
+    monkeypatch.setattr(Trace, "step", step_once_broken)
+    run_in_process(fault_config(world, fake_llm))
+    verdict = check_run(world, reason="step limit reached", best_at_least=DRAFT_SCORE)
+    [crash, end] = [e for e in EventLog(world.workdir / "events.jsonl").read() if isinstance(e, TraceExited)]
+    assert crash.restarted and crash.exit_code == 1 and end.message == "finished"
+    assert crash.message.startswith("crashed (RuntimeError: a bug in step 2 (test_process.py:")
+    assert [s.step for s in verdict.steps] == [1, 2, 3]
 
 
 class JumpingClock:
