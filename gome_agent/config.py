@@ -71,6 +71,10 @@ class OptimizerConfig(_Strict):
         "noise", description="noise: a gain must beat the fold scores' noise (see optimizer/acceptance.py); "
         "plain: any gain beyond min_improvement (the paper's rule)")
     noise_factor: float = Field(1.0, ge=0.0, le=10.0, description="how many standard errors a gain must beat")
+    corroborate: bool = Field(
+        True, description="with the noise rule and gome's held-out scores: pool the solutions' own out-of-fold scores "
+        "on gome's folds with the held-out parts, so a real gain too small for the held-out rows alone is taken when "
+        "both agree (optimizer/acceptance.py); false: the held-out rows alone decide")
     structured_gradient: bool = Field(True, description="false = the paper's w/o-structured-reasoning ablation (feedback straight to code)")
     diversify_wait_s: float = Field(300.0, ge=0, description="how long a trace's first draft waits for lower-numbered traces to announce theirs")
     max_steps: int | None = Field(None, ge=1, description="stop a trace after this many steps (default: only the budget)")

@@ -134,6 +134,7 @@ print("validation", report["score"])
 
 DRAFT_PLAN = {"features": [0, 1], "model": "logistic", "c": 1.0, "report": "folds", "split_seed": 0}
 PAIRS = [[2, 3], [4, 5], [6, 7]]  # the honest updates' feature pairs, in the order they are tried
+_REASK = "That reply could not be applied"
 _PLAN_LINE = re.compile(r"^PLAN = (\{.*\})$", re.MULTILINE)
 _KIND_TAG = re.compile(r"^\[(honest|leak|train-rows|noise)\]")
 HYPOTHESES: dict[Kind, str] = {
@@ -180,6 +181,10 @@ class ScheduledPolicy:
         self.pairs_tried = 0
 
     def __call__(self, messages: list[Message], model: str) -> str:
+        if messages[-1].content.startswith(_REASK) and messages[-2].role == "assistant":
+            # gome re-asks a change that left the code as it was (a leak on a leak): the policy insists on
+            # it, as a model sure of its idea would, and the step ends with no code run.
+            return messages[-2].content
         name = template_of(messages)
         if name == "task_analysis":
             return json.dumps(ANALYSIS)
@@ -286,7 +291,9 @@ def run_case(case: Case, protocol: Protocol, competition: Competition, workdir: 
     )
     llm = LLMClient(config.llm, workdir / "llm_calls.jsonl",
                     provider=ScriptedProvider(ScheduledPolicy(case.schedule, case.seed)))
-    run(config, llm=llm)
+    if run(config, llm=llm).interrupted:
+        # The signal (Ctrl-C, a kill) was meant for the benchmark, not only for this run.
+        raise KeyboardInterrupt(f"validation benchmark run {workdir.name}: interrupted")
     answers = read_answers(competition)
     log = EventLog(workdir / "events.jsonl")
     refits = [e.outcome for e in log.read() if isinstance(e, Refit)]

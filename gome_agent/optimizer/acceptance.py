@@ -14,6 +14,19 @@ noise: a gain of 0.001 AUC on a split whose folds spread by 0.01 says nothing. T
   the best's has no noise to beat, but made no measurable difference either). A trace's first
   valid solution is always accepted.
 
+Corroboration (setting `optimizer.corroborate`, on by default): when gome measured the score on
+the rows it holds out, those rows are a fraction of the labelled ones (a third or less), and a real
+gain smaller than they can resolve is rejected. The solution's own out-of-fold scores on gome's
+folds cover the other rows, so when the step and the best both report the same number k >= 2 of
+them, the two paired estimates of the gain are pooled by inverse variance: the held-out parts' mean
+difference m_h with standard error s_h, the reported folds' mean difference m_r with s_r, pooled
+m = (m_h / s_h^2 + m_r / s_r^2) / (1 / s_h^2 + 1 / s_r^2) with standard error
+1 / sqrt(1 / s_h^2 + 1 / s_r^2); the step is accepted when m beats max(min_improvement,
+noise_factor x that error) and m, m_h and the measured gain all point the same way. What a solution
+reports thus only ever adds weight to a gain gome itself measured in the same direction, and only
+from a step whose own score gome's check found consistent with its measurement (task/holdout.py);
+an inflated score is untrusted and never reaches this rule.
+
 `acceptance = "plain"` is the paper's rule (any gain beyond `min_improvement`), for ablations.
 """
 
@@ -24,7 +37,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Literal
 
-NoiseKind = Literal["paired", "unpaired", "none"]
+NoiseKind = Literal["paired", "pooled", "unpaired", "none"]
+_TINY_VARIANCE = 1e-18  # identical fold scores: their estimate then outweighs any other
 
 
 @dataclass(frozen=True)
@@ -34,34 +48,60 @@ class Threshold:
     noise: float | None
     kind: NoiseKind
     threshold: float
-    mean_difference: float | None = None  # paired: the mean per-fold difference, new - best
+    mean_difference: float | None = None  # paired and pooled: the held-out parts' mean difference, new - best
+    pooled: float | None = None  # pooled: the gain estimated from the held-out parts and the reported folds
 
     def beaten_by(self, gain: float) -> bool:
         """Whether an improvement of `gain` (signed, in the metric's own units) is beyond the noise."""
-        agree = self.kind != "paired" or (self.mean_difference is not None and self.mean_difference * gain > 0)
-        return abs(gain) > self.threshold and agree
+        if self.kind == "none" or self.kind == "unpaired":
+            return abs(gain) > self.threshold
+        agree = self.mean_difference is not None and self.mean_difference * gain > 0
+        if self.kind == "pooled":
+            assert self.pooled is not None
+            return agree and self.pooled * gain > 0 and abs(self.pooled) > self.threshold
+        return agree and abs(gain) > self.threshold
 
     def describe(self, factor: float) -> str:
         if self.kind == "none":
             return f"threshold {self.threshold:.4g}"
-        what = "the per-fold differences' standard error" if self.kind == "paired" else "the fold standard error"
+        what = {"paired": "the per-fold differences' standard error", "unpaired": "the fold standard error",
+                "pooled": "the pooled standard error of the held-out parts and the reported folds"}[self.kind]
         text = f"threshold {self.threshold:.4g}: {factor:g} x {what} {self.noise:.4g}"
-        return text + (f", mean per-fold difference {self.mean_difference:+.4g}" if self.kind == "paired" else "")
+        if self.kind == "pooled":
+            text += f", pooled gain {self.pooled:+.4g}"
+        return text + (f", mean per-fold difference {self.mean_difference:+.4g}" if self.kind != "unpaired" else "")
 
 
 def _standard_error(values: list[float]) -> float:
     return statistics.stdev(values) / math.sqrt(len(values))
 
 
+def _paired(new: list[float], best: list[float]) -> tuple[float, float]:
+    """The mean and standard error of the per-fold differences new - best."""
+    differences = [a - b for a, b in zip(new, best, strict=True)]
+    return statistics.fmean(differences), _standard_error(differences)
+
+
 def threshold(new_folds: list[float] | None, best_folds: list[float] | None, *, factor: float,
-              min_improvement: float, noise_aware: bool = True) -> Threshold:
-    """The gain a step with fold scores `new_folds` must beat against a best with `best_folds`."""
+              min_improvement: float, noise_aware: bool = True,
+              reported: tuple[list[float] | None, list[float] | None] | None = None) -> Threshold:
+    """The gain a step with fold scores `new_folds` must beat against a best with `best_folds`.
+
+    `reported`: the step's and the best's self-reported fold scores, to corroborate gome's own
+    measurement (pass them only when `new_folds` are gome's held-out parts).
+    """
     new, best = new_folds or [], best_folds or []
     if not noise_aware or (len(new) < 2 and len(best) < 2):
         return Threshold(None, "none", min_improvement)
     if len(new) == len(best):
-        differences = [a - b for a, b in zip(new, best, strict=True)]
-        noise = _standard_error(differences)
-        return Threshold(noise, "paired", max(min_improvement, factor * noise), statistics.fmean(differences))
+        mean, noise = _paired(new, best)
+        own_new, own_best = reported or (None, None)
+        if own_new and own_best and len(own_new) == len(own_best) >= 2:
+            mean_r, noise_r = _paired(own_new, own_best)
+            w_h, w_r = 1 / max(noise ** 2, _TINY_VARIANCE), 1 / max(noise_r ** 2, _TINY_VARIANCE)
+            pooled_noise = math.sqrt(1 / (w_h + w_r))
+            return Threshold(pooled_noise, "pooled", max(min_improvement, factor * pooled_noise), mean,
+                             pooled=(w_h * mean + w_r * mean_r) / (w_h + w_r))
+        return Threshold(noise, "paired", max(min_improvement, factor * noise), mean)
     noise = max(_standard_error(f) for f in (new, best) if len(f) >= 2)
     return Threshold(noise, "unpaired", max(min_improvement, factor * noise))

@@ -71,6 +71,7 @@ class StepRecord(_Event):
     fold_scores: list[float] | None = None  # the per-fold validation scores of the step's run
     scored_by: Literal["gome", "self-reported"] | None = None  # who measured `score` (task/holdout.py)
     reported_score: float | None = None  # the solution's own score, when gome measured `score`
+    reported_folds: list[float] | None = None  # and its own per-fold scores (scores.json "folds"), if it gave them
     untrusted: str | None = None  # why the solution's own score could not be believed (the step failed)
     noise: float | None = None  # the standard error the gain was held against (optimizer/acceptance.py)
     threshold: float | None = None  # the gain the step had to beat

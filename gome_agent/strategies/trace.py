@@ -175,6 +175,7 @@ class Trace:
         metric = task.metric_name
         if ev.check is not None:
             record.scored_by, record.reported_score = ev.check.scored_by, ev.check.reported_score
+            record.reported_folds = ev.check.reported_folds
             record.untrusted = ev.check.untrusted
         if not ev.ok:
             record.status = "failed"
@@ -203,8 +204,10 @@ class Trace:
         gain = None if best is None or best.score is None else score - best.score
         record.gain = gain
         opt = self.cfg.optimizer
+        corroborate = opt.corroborate and record.scored_by == "gome" and best is not None and best.scored_by == "gome"
         bar = threshold(record.fold_scores, best.fold_scores if best else None, factor=opt.noise_factor,
-                        min_improvement=opt.min_improvement, noise_aware=opt.acceptance == "noise")
+                        min_improvement=opt.min_improvement, noise_aware=opt.acceptance == "noise",
+                        reported=(record.reported_folds, best.reported_folds) if corroborate and best else None)
         record.noise, record.threshold = bar.noise, bar.threshold
         within_noise = improved and gain is not None and not bar.beaten_by(gain)
         if not improved or within_noise:

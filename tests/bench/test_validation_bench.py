@@ -50,6 +50,18 @@ def test_the_update_reply_edits_the_plan_line_of_the_best_and_tags_its_kind():
     assert policy(_update_prompt(DRAFT_PLAN), "scripted").startswith("Change: [honest] ")
 
 
+def test_a_re_ask_of_an_unchanged_edit_gets_the_same_reply_and_keeps_the_schedule():
+    # A leak on a best that already leaks changes nothing: gome re-asks, and the policy insists.
+    policy = ScheduledPolicy(["leak", "honest"], seed=0)
+    prompt = _update_prompt(DRAFT_PLAN)
+    reply = policy(prompt, "scripted")
+    reask = [*prompt, Message(role="assistant", content=reply),
+             Message(role="user", content="That reply could not be applied: the reply's code is the current code "
+                                          "unchanged; make the change it names. Reply again, correctly.")]
+    assert policy(reask, "scripted") == reply
+    assert policy(_update_prompt(DRAFT_PLAN), "scripted").startswith("Change: [honest] ")
+
+
 def test_schedules_shuffle_each_scenario_per_seed_and_keep_its_kinds():
     cases = schedules([0, 1])
     assert len(cases) == 2 * len(SCENARIOS)
@@ -104,3 +116,14 @@ def test_a_leak_fools_the_old_protocol_and_not_the_new_one(tmp_path, synthetic):
     # The new protocol submits the honest step refitted on every labelled row, held-out ones included.
     assert new.refit == "submitted" and new.final_true > old.final_true
     assert new.final_true != new.steps[2].true and new.final_true == pytest.approx(new.steps[2].true, abs=0.02)
+
+
+def test_a_signal_that_interrupts_a_run_stops_the_benchmark(tmp_path, synthetic, monkeypatch):
+    # Before: the coordinator stopped the run cleanly on SIGTERM and the benchmark went on to its next case.
+    from gome_agent.bench import validation
+    from gome_agent.run.coordinator import RunSummary
+    monkeypatch.setattr(validation, "run", lambda config, llm: RunSummary(
+        workdir=config.workdir, reason="stopped by signal SIGTERM", best_score=None, steps=0, submission=None,
+        interrupted=True))
+    with pytest.raises(KeyboardInterrupt, match="interrupted"):
+        run_case(Case("leak", 0, ["leak"]), "new", synthetic, tmp_path / "new")

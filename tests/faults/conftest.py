@@ -42,7 +42,7 @@ from gome_agent.llm.providers import build_provider
 from gome_agent.llm.types import Message
 from gome_agent.optimizer.momentum import MemoryEntry
 from gome_agent.records.best import BestInfo
-from gome_agent.records.events import EventLog, RunFinished, StepRecord
+from gome_agent.records.events import EventLog, RunFinished, StepRecord, TraceExited
 from gome_agent.run.coordinator import RunSummary, run
 from gome_agent.secrets import is_secret_name
 from gome_agent.task.sample import SampleSubmission, find_sample_submission, load_sample_submission
@@ -292,6 +292,7 @@ class Verdict:
     steps: list[StepRecord]
     best: BestInfo | None
     env_dumps: int
+    crashes: list[str]  # why traces crashed (TraceExited), for a test's message when a restart redid a step
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -438,4 +439,5 @@ def check_run(
         assert best_at_least is None, "the best known before the fault is gone"
         assert best.source == "fallback"
         assert [p for p in check_submission(submission, sample) if SAMPLE_COPY not in p] == []
-    return Verdict(finished=last, steps=steps, best=best, env_dumps=len(dumps))
+    crashes = [e.message for e in events.read() if isinstance(e, TraceExited) and e.message != "finished"]
+    return Verdict(finished=last, steps=steps, best=best, env_dumps=len(dumps), crashes=crashes)

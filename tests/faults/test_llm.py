@@ -81,6 +81,7 @@ def test_unusable_gradients_cost_the_diagnosis_not_the_step(world, fake_llm, fau
     verdict = check_run(world, reason="step limit reached", best_at_least=DRAFT_SCORE)
     # The unusable gradient costs the step its diagnosis, not the step: it changes the best straight
     # from the feedback (the scripted direct change improves), and the next step asks for a gradient again.
+    assert not verdict.crashes, verdict.crashes  # a restart would redo step 2 without the injected fault
     assert [s.status for s in verdict.steps] == ["accepted", "accepted", "accepted"]
     second, third = verdict.steps[1], verdict.steps[2]
     assert second.gradient_error is not None and message in second.gradient_error

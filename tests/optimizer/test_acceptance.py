@@ -42,3 +42,37 @@ def test_a_gain_must_beat_the_threshold_and_the_paired_folds_must_agree():
     assert lower.beaten_by(-0.03) and not lower.beaten_by(0.03)
     # Unpaired or no folds: the threshold alone decides.
     assert threshold(None, None, factor=1.0, min_improvement=0.0).beaten_by(1e-9)
+
+
+def test_reported_folds_corroborate_a_held_out_gain_too_small_for_the_held_out_rows_alone():
+    # Seed 4 of the validation benchmark: +0.0028 measured on the held-out rows, within their noise.
+    held_new, held_best = [0.7554, 0.7424, 0.7304, 0.7629, 0.7558], [0.75, 0.74, 0.74, 0.75, 0.75]
+    alone = threshold(held_new, held_best, factor=1.0, min_improvement=0.0)
+    assert alone.kind == "paired" and not alone.beaten_by(0.0028)
+    # The solutions' own out-of-fold scores on gome's folds show the same gain, steadily.
+    reported = ([0.744, 0.751, 0.739, 0.748, 0.746], [0.741, 0.748, 0.737, 0.744, 0.743])
+    bar = threshold(held_new, held_best, factor=1.0, min_improvement=0.0, reported=reported)
+    h_mean, h_se = 0.00338, alone.noise
+    r_diffs = [0.003, 0.003, 0.002, 0.004, 0.003]
+    r_mean = sum(r_diffs) / 5
+    r_se = math.sqrt(sum((d - r_mean) ** 2 for d in r_diffs) / 4) / math.sqrt(5)
+    w_h, w_r = 1 / h_se ** 2, 1 / r_se ** 2
+    assert bar.kind == "pooled" and bar.mean_difference == pytest.approx(h_mean)
+    assert bar.noise == pytest.approx(math.sqrt(1 / (w_h + w_r)))
+    assert bar.pooled == pytest.approx((w_h * h_mean + w_r * r_mean) / (w_h + w_r))
+    assert bar.beaten_by(0.0028) and "pooled gain +0.003" in bar.describe(1.0)
+
+
+def test_corroboration_never_turns_a_loss_gome_measured_into_a_gain():
+    held_new, held_best = [0.74, 0.73, 0.75], [0.75, 0.74, 0.75]  # gome measured a loss
+    reported = ([0.80, 0.81, 0.82], [0.70, 0.71, 0.72])  # the solution claims a large, steady gain
+    bar = threshold(held_new, held_best, factor=1.0, min_improvement=0.0, reported=reported)
+    assert bar.kind == "pooled" and bar.pooled is not None and bar.pooled > bar.threshold
+    assert not bar.beaten_by(-0.0067) and not bar.beaten_by(0.001)  # held-out parts disagree with any gain
+    # Reported folds that do not pair (another number of folds) leave the held-out rows alone to decide.
+    assert threshold(held_new, held_best, factor=1.0, min_improvement=0.0,
+                     reported=([0.8, 0.81], [0.7, 0.71, 0.72])).kind == "paired"
+    # Folds reported exactly as the best's: that estimate of no change outweighs the held-out gain.
+    same = threshold([0.76, 0.75, 0.77], [0.75, 0.74, 0.75], factor=1.0, min_improvement=0.0,
+                     reported=([0.7, 0.72, 0.71], [0.7, 0.72, 0.71]))
+    assert same.pooled == pytest.approx(0.0, abs=1e-9) and not same.beaten_by(0.013)
