@@ -75,6 +75,9 @@ class StepRecord(_Event):
     untrusted: str | None = None  # why the solution's own score could not be believed (the step failed)
     noise: float | None = None  # the standard error the gain was held against (optimizer/acceptance.py)
     threshold: float | None = None  # the gain the step had to beat
+    # The gain estimated from gome's held-out parts and the solutions' own folds together, when they were
+    # pooled (optimizer/acceptance.py); `noise` is then that estimate's standard error.
+    pooled_gain: float | None = None
     runs: int = 0
     run_status: str | None = None
     message: str = ""

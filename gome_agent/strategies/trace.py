@@ -208,7 +208,7 @@ class Trace:
         bar = threshold(record.fold_scores, best.fold_scores if best else None, factor=opt.noise_factor,
                         min_improvement=opt.min_improvement, noise_aware=opt.acceptance == "noise",
                         reported=(record.reported_folds, best.reported_folds) if corroborate and best else None)
-        record.noise, record.threshold = bar.noise, bar.threshold
+        record.noise, record.threshold, record.pooled_gain = bar.noise, bar.threshold, bar.pooled
         within_noise = improved and gain is not None and not bar.beaten_by(gain)
         if not improved or within_noise:
             record.status = "rejected"

@@ -363,8 +363,11 @@ def _step_row(view: RunView, step: StepRecord, budget: _CodeBudget) -> dict[str,
         "lesson": step.lesson,
         "acceptance": "" if step.threshold is None or step.noise is None else (
             f"{'held-out part' if step.scored_by == 'gome' else 'fold'} scores "
-            f"{', '.join(fmt_score(f) for f in step.fold_scores or [])}; noise {step.noise:.4g}, "
-            f"a gain had to beat {step.threshold:.4g}"),
+            f"{', '.join(fmt_score(f) for f in step.fold_scores or [])}; "
+            + ("" if step.pooled_gain is None else
+               f"its own fold scores {', '.join(fmt_score(f) for f in step.reported_folds or [])}; "
+               f"pooled gain {step.pooled_gain:+.4g}, ")
+            + f"noise {step.noise:.4g}, a gain had to beat {step.threshold:.4g}"),
         "scored_by": _scored_by(step),
         "untrusted": step.untrusted or "",
         "auto_fixes": "; ".join(step.auto_fixes),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import io
 import re
 import shutil
@@ -209,3 +210,22 @@ def test_report_in_headless_chromium(report, tmp_path):
         assert severe == []
     finally:
         driver.quit()
+
+
+def test_a_step_accepted_on_pooled_evidence_shows_both_fold_sets(workdir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    events = copy / "events.jsonl"
+    lines, changed = events.read_text(encoding="utf-8").splitlines(), None
+    for i, line in enumerate(lines):
+        record = json.loads(line)
+        if record.get("type") == "step" and record.get("accepted") and record.get("parent_step") is not None:
+            record.update(scored_by="gome", fold_scores=[0.71, 0.72, 0.7], reported_folds=[0.74, 0.75, 0.73],
+                          noise=0.0012, threshold=0.0012, pooled_gain=0.0031)
+            lines[i], changed = json.dumps(record), record
+            break
+    assert changed is not None
+    events.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    detail = _detail(write_report(copy, tmp_path / "r.html").read_text(), changed["trace"], changed["step"])
+    assert ("held-out part scores 0.71, 0.72, 0.7; its own fold scores 0.74, 0.75, 0.73; pooled gain +0.0031, "
+            "noise 0.0012, a gain had to beat 0.0012") in detail
