@@ -72,7 +72,18 @@ def test_corroboration_never_turns_a_loss_gome_measured_into_a_gain():
     # Reported folds that do not pair (another number of folds) leave the held-out rows alone to decide.
     assert threshold(held_new, held_best, factor=1.0, min_improvement=0.0,
                      reported=([0.8, 0.81], [0.7, 0.71, 0.72])).kind == "paired"
-    # Folds reported exactly as the best's: that estimate of no change outweighs the held-out gain.
+
+
+
+def test_differences_without_spread_are_not_pooled():
+    # Folds reported exactly as the best's (or moved all by the same amount) give no standard error to
+    # weigh by: the held-out parts alone decide.
     same = threshold([0.76, 0.75, 0.77], [0.75, 0.74, 0.75], factor=1.0, min_improvement=0.0,
                      reported=([0.7, 0.72, 0.71], [0.7, 0.72, 0.71]))
-    assert same.pooled == pytest.approx(0.0, abs=1e-9) and not same.beaten_by(0.013)
+    alone = threshold([0.76, 0.75, 0.77], [0.75, 0.74, 0.75], factor=1.0, min_improvement=0.0)
+    assert same == alone and same.kind == "paired" and same.beaten_by(0.013)
+    # A breast-cancer run: four of five held-out parts at AUC 1.0 before and after, no part moved.
+    ceiling = threshold([0.99375, 1.0, 1.0, 1.0, 1.0], [0.99375, 1.0, 1.0, 1.0, 1.0], factor=1.0,
+                        min_improvement=0.0, reported=([0.986, 0.996, 0.994, 0.992, 0.978],
+                                                       [0.984, 0.994, 0.996, 0.995, 0.977]))
+    assert ceiling.kind == "paired" and ceiling.noise == 0.0 and not ceiling.beaten_by(0.00053)
