@@ -20,7 +20,8 @@ gain smaller than they can resolve is rejected. The solution's own out-of-fold s
 folds cover the other rows, so when the step and the best both report the same number k >= 2 of
 them, and both sets of per-fold differences vary, the two paired estimates of the gain are
 pooled by inverse variance: the held-out parts' mean difference m_h with standard error s_h, the
-reported folds' mean difference m_r with s_r, pooled m = (m_h / s_h^2 + m_r / s_r^2) / (1 / s_h^2 + 1 / s_r^2) with standard error
+reported folds' mean difference m_r with s_r, pooled
+m = (m_h / s_h^2 + m_r / s_r^2) / (1 / s_h^2 + 1 / s_r^2) with standard error
 1 / sqrt(1 / s_h^2 + 1 / s_r^2); the step is accepted when m beats max(min_improvement,
 noise_factor x that error) and m, m_h and the measured gain all point the same way. What a solution
 reports thus only ever adds weight to a gain gome itself measured in the same direction, and only
