@@ -31,7 +31,9 @@ _OPENING = re.compile(r"^<{5,9} ?SEARCH", re.MULTILINE)
 _FENCE_OPENING = r"```(?:python|py)?[ \t]*\n"
 _FENCE = re.compile(_FENCE_OPENING + r"(?P<code>.*?)^```", re.DOTALL | re.MULTILINE)
 _REPLACE_WITH = re.compile(r"\breplace\s+`(?P<old>[^`\n]+)`\s+with\s+`(?P<new>[^`\n]*)`", re.IGNORECASE)
-_SUMMARY = re.compile(r"^\s*(?:\*\*)?(Change|Approach)(?:\*\*)?\s*:\s*(?P<text>.+)$", re.MULTILINE | re.IGNORECASE)
+# Also as a comment: the one-function prompts ask for `# Change: ...` as their block's first line.
+_SUMMARY = re.compile(r"^\s*(?:#\s*)?(?:\*\*)?(Change|Approach)(?:\*\*)?\s*:\s*(?P<text>.+)$",
+                      re.MULTILINE | re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class CodeReply:
 
 
 def summary_line(text: str) -> str:
-    """The reply's `Approach:` or `Change:` line ("" when it has none)."""
+    """The reply's `Approach:` or `Change:` line, or such a comment ("" when it has none)."""
     found = _SUMMARY.search(text)
     return found.group("text").strip() if found else ""
 

@@ -216,6 +216,19 @@ def test_a_function_reply_without_its_opening_fence_is_still_taken():
     assert summary == "boosting" and "GradientBoostingRegressor().fit(X, y)" in code and "This uses" not in code
 
 
+def test_a_function_reply_whose_block_begins_with_its_change_comment():
+    # The one-function prompts ask for the code first, its change as the block's first line (a comment).
+    from gome_agent.optimizer.edits import function_reply
+
+    reply = ("```python\n# Change: more trees\nfrom sklearn.ensemble import RandomForestRegressor\n\n\n"
+             "def fit_predict(X, y, X_new):\n    return RandomForestRegressor(n_estimators=500).fit(X, y)"
+             ".predict(X_new)\n```")
+    code, summary = function_reply(reply, SCAFFOLD, "fit_predict")
+    assert summary == "more trees"
+    assert "RandomForestRegressor(n_estimators=500)" in code and "# Change" not in code
+    assert code.count("def fit_predict(") == 1
+
+
 def test_a_line_reply_in_words_replaces_the_named_text_on_that_line():
     code = "def f(X):\n    m = SVC(kernel='linear', threads=4)\n    return m\n"
     said = "Change: Replace `, threads=4` with `` in line 2."
