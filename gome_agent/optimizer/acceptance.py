@@ -96,11 +96,11 @@ def threshold(new_folds: list[float] | None, best_folds: list[float] | None, *, 
     if len(new) == len(best):
         mean, noise = _paired(new, best)
         own_new, own_best = reported or (None, None)
-        mean_r, noise_r = _paired(own_new, own_best) if own_new and own_best and len(own_new) == len(own_best) >= 2 \
-            else (0.0, 0.0)
+        own = _paired(own_new, own_best) if own_new and own_best and len(own_new) == len(own_best) >= 2 else None
         # Differences without any spread give no standard error to weigh by (on breast-cancer, the 0.5B
         # model's forests scored AUC 1.0 on four of five held-out parts both before and after a change).
-        if noise > 0 and noise_r > 0:
+        if own is not None and noise > 0 and own[1] > 0:
+            mean_r, noise_r = own
             w_h, w_r = 1 / noise ** 2, 1 / noise_r ** 2
             pooled_noise = math.sqrt(1 / (w_h + w_r))
             return Threshold(pooled_noise, "pooled", max(min_improvement, factor * pooled_noise), mean,

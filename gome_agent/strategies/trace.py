@@ -207,7 +207,7 @@ class Trace:
         corroborate = opt.corroborate and record.scored_by == "gome" and best is not None and best.scored_by == "gome"
         bar = threshold(record.fold_scores, best.fold_scores if best else None, factor=opt.noise_factor,
                         min_improvement=opt.min_improvement, noise_aware=opt.acceptance == "noise",
-                        reported=(record.reported_folds, best.reported_folds) if corroborate and best else None)
+                        reported=(record.reported_folds, best.reported_folds) if corroborate else None)
         record.noise, record.threshold, record.pooled_gain = bar.noise, bar.threshold, bar.pooled
         within_noise = improved and gain is not None and not bar.beaten_by(gain)
         if not improved or within_noise:
