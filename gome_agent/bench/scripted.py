@@ -17,6 +17,7 @@ from gome_agent.llm.types import Message
 _MARKERS = (
     ("task_analysis", "describe its task precisely"),
     ("gradient", "## Your job: diagnose"),
+    ("function_gradient", "Diagnose the Python function `fit_predict`"),
     ("update", "## The change to make"),
     ("debug", "## What went wrong"),
     ("draft", "Write the first complete solution"),

@@ -1,10 +1,13 @@
 """Fixes gome makes to a solution itself, without asking the model, where the right change is certain.
 
-Two kinds, both common in a small model's code and both cheap to get wrong when it is asked to fix
-them (the 0.5B model copied its code back unchanged, or "fixed" `n_jobs=THREADS` into `n_jobs=None`):
+Three kinds, all common in a small model's code and cheap to get wrong when it is asked to fix them
+(the 0.5B model copied its code back unchanged, or "fixed" `n_jobs=THREADS` into `n_jobs=None`):
 
 - imports the static check knows (`np`, `os`, `StandardScaler`: `static_check.import_for`), added at
   the top before the code is checked;
+- a common scikit-learn name imported from the wrong module (`from sklearn.linear_model import
+  RandomForestRegressor`: 2 failed runs of one 8-minute run of the 0.5B model), imported from its own
+  module instead (`static_check.sklearn_home`), before the code is checked;
 - a keyword argument that the called function does not take (`TypeError: ... got an unexpected keyword
   argument 'threads'`), removed from the one call on the failing line that passes it, after the run.
 
@@ -20,7 +23,7 @@ from pyflakes import checker as pyflakes_checker
 from pyflakes import messages as pyflakes_messages
 
 from gome_agent.execution.failures import Cause
-from gome_agent.execution.static_check import import_for
+from gome_agent.execution.static_check import import_for, sklearn_home
 
 _UNEXPECTED = re.compile(r"(?:(?P<func>[\w.]+)\(\) )?got an unexpected keyword argument '(?P<keyword>\w+)'")
 
@@ -51,6 +54,37 @@ def add_missing_imports(code: str) -> tuple[str, list[str]]:
     if skip < len(body) and getattr(body[skip], "decorator_list", None):
         at = min(d.lineno for d in body[skip].decorator_list) - 1
     return "".join([*lines[:at], *(f"{line}\n" for line in added), *lines[at:]]), added
+
+
+def move_misplaced_imports(code: str) -> tuple[str, list[str]]:
+    """`code` with each common scikit-learn name that a `from sklearn.X import ...` line takes from the
+    wrong module imported from its own one, and what was done. Only a statement alone on its lines is
+    rewritten; code that does not parse is returned as it is."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return code, []
+    lines, done = code.splitlines(keepends=True), []
+    statements = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0
+                  and (n.module or "").startswith("sklearn.")]
+    for node in sorted(statements, key=lambda n: -n.lineno):  # bottom up: earlier line numbers stay valid
+        moved = [(a, home) for a in node.names if (home := sklearn_home(a.name)) not in (None, node.module)]
+        end = node.end_lineno or node.lineno
+        first, last = lines[node.lineno - 1], lines[end - 1]
+        after = last.encode("utf-8")[node.end_col_offset or 0:].decode("utf-8", "ignore").strip()
+        if not moved or first[:node.col_offset].strip() or (after and not after.startswith("#")):
+            continue
+        indent = first[:node.col_offset]
+        kept = [a for a in node.names if all(a is not m for m, _ in moved)]
+        text = [f"{indent}from {node.module} import {', '.join(map(_alias, kept))}\n"] if kept else []
+        text += [f"{indent}from {home} import {_alias(a)}\n" for a, home in moved]
+        lines[node.lineno - 1:end] = text
+        done += [f"line {node.lineno}: imported `{a.name}` from {home}, not {node.module}" for a, home in moved]
+    return "".join(lines), sorted(done)
+
+
+def _alias(alias: ast.alias) -> str:
+    return f"{alias.name} as {alias.asname}" if alias.asname else alias.name
 
 
 def drop_unexpected_keyword(code: str, cause: Cause) -> tuple[str, str] | None:

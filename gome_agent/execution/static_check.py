@@ -170,6 +170,11 @@ def undefined_names(tree: ast.Module) -> list[StaticProblem]:
     return problems
 
 
+def sklearn_home(name: str) -> str | None:
+    """The scikit-learn module that defines `name`, for the common names gome knows ("sklearn.ensemble")."""
+    return next((f"sklearn.{module}" for module, names in _SKLEARN.items() if name in names), None)
+
+
 def import_for(name: str) -> str | None:
     """The import that defines `name` when it is clear: a usual alias (`np`), a common scikit-learn
     name, or a standard-library module."""

@@ -5,6 +5,11 @@ directions, each scored 1-10 on five criteria (as in the reference
 implementation). The direction taken is the candidate with the best weighted
 score, plus momentum (similar successes recorded anywhere in the run) minus a
 penalty for repeating what this trace already tried without success.
+
+A small model gets the compact form (prompts/function_gradient.j2, `parse_compact`): the limiting
+problem and its directions as plain lines, best first, with no scores; the listed order stands in
+for the weighted score (`LISTED_BASE`, `LISTED_STEP`), and momentum and the repeat penalty apply as
+for the full form.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ _COMPONENT_ALIASES = {
 
 # The reference implementation's ranking weights.
 WEIGHTS = {"alignment": 0.2, "impact": 0.4, "novelty": 0.2, "feasibility": 0.1, "risk_reward": 0.1}
+# A compact diagnosis's directions, best first: the first gets a middling weighted score, each next one
+# a little less, so that momentum (up to `momentum_weight`, 2 points) and the repeat penalty (up to 3)
+# can still reorder them.
+LISTED_BASE, LISTED_STEP = 6.0, 0.5
 
 
 def _component(value: object) -> object:
@@ -79,7 +88,14 @@ class Direction(BaseModel):
     reasoning: str = Field(max_length=3000)
     expected_impact: str = Field(max_length=600)
     component: Annotated[Component, BeforeValidator(_component)]
-    scores: DirectionScores
+    scores: DirectionScores | None = None  # None in the compact form: its order ranks it
+
+    def base(self, position: int) -> float:
+        """Its own score before momentum and the repeat penalty: the weighted scores, or (compact form)
+        one from its place in the list."""
+        if self.scores is not None:
+            return self.scores.weighted()
+        return LISTED_BASE - LISTED_STEP * position
 
 
 class Gradient(BaseModel):
@@ -179,7 +195,7 @@ def select_direction(
     present = TextIndex([c.hypothesis for c in in_code]) if in_code else None
     ranking = []
     for cand, sup in zip(gradient.candidates, support, strict=True):
-        base = cand.scores.weighted()
+        base = cand.base(len(ranking))
         notes: list[str] = []
         bonus = momentum_weight * sup
         if present is not None and bonus:
@@ -207,3 +223,63 @@ def select_direction(
         )
     best = max(range(len(ranking)), key=lambda i: (ranking[i].total, -i))
     return gradient.candidates[best], ranking
+
+
+# The compact form ---------------------------------------------------------------------
+
+_PROBLEM = re.compile(r"^[#*\s]*(?:the\s+)?(?:limiting\s+)?problem[*\s]*[:\-]\s*(?P<text>.+)$", re.IGNORECASE)
+_LISTED = re.compile(r"^\s*(?:\d{1,2}\s*[.):]|[-*\u2022])\s+(?P<text>.+)$")
+_TAG = re.compile(r"^[\[(](?P<tag>[A-Za-z ]{2,24})[\])]\s*[:\-]?\s*")
+# For an untagged direction, the component its words name (first match wins: "scale the features" is
+# data); else "model".
+_COMPONENT_WORDS = (
+    ("ensemble", re.compile(r"\b(ensembl\w*|blend\w*|averag\w*|stack\w*|vot\w*)\b", re.IGNORECASE)),
+    ("data", re.compile(r"\b(scal\w*|standardi\w*|normali\w*|encod\w*|imput\w*|outlier\w*|clip\w*)\b",
+                        re.IGNORECASE)),
+    ("features", re.compile(r"\b(feature\w*|interaction\w*|polynomial|ratio\w*)\b", re.IGNORECASE)),
+)
+HYPOTHESIS_CHARS = 300
+NOT_STATED = "(the reply stated no problem)"
+
+
+def _listed_component(text: str) -> tuple[str, Component]:
+    """A listed direction's text without its `[component]` tag, and its component."""
+    tagged = _TAG.match(text)
+    if tagged is not None:
+        component = _component(tagged.group("tag"))
+        if component in COMPONENTS:
+            return text[tagged.end():].strip(), component  # type: ignore[return-value]
+    for name, words in _COMPONENT_WORDS:
+        if words.search(text):
+            return text, name  # type: ignore[return-value]
+    return text, "model"
+
+
+def parse_compact(text: str, k: int) -> Gradient:
+    """A compact diagnosis (prompts/function_gradient.j2) as a Gradient: a `Problem:` line (else the first
+    line that is not a direction) and up to `k` listed directions, best first, repeats dropped (a small
+    model that loops lists the same line again). Raises ValueError saying what the reply lacks."""
+    problem, directions, seen = "", [], set()
+    for raw in text.splitlines():
+        line = raw.replace("**", "").strip().strip("`").strip()  # markdown bold around tags and labels
+        if not line:
+            continue
+        stated = _PROBLEM.match(line)
+        listed = _LISTED.match(line)
+        if stated is not None and not problem:
+            problem = stated.group("text").strip()
+        elif listed is not None:
+            body, component = _listed_component(listed.group("text").strip())
+            key = re.sub(r"\W+", " ", body.lower()).strip()
+            if len(key) >= 3 and key not in seen and key != re.sub(r"\W+", " ", problem.lower()).strip():
+                seen.add(key)
+                directions.append(Direction(hypothesis=body[:HYPOTHESIS_CHARS], reasoning="", expected_impact="",
+                                            component=component))
+        elif not problem and not directions and len(line) >= 3 and not line.lower().startswith("python"):
+            problem = line
+    if not directions:
+        raise ValueError("the reply lists no direction: write each change on its own numbered line, "
+                         "such as `1. [model] use HistGradientBoostingClassifier(max_iter=300)`")
+    if len(problem) < 3:
+        problem = NOT_STATED
+    return Gradient(observations=[], limiting_problem=problem[:HYPOTHESIS_CHARS], candidates=directions[:k])

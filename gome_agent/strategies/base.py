@@ -342,14 +342,17 @@ class Strategy(ABC):
         current = self.written_function(code, role) if code is not None else None
         if current is None or best is None or code is None:
             return None
-        tried = [f"{s.hypothesis}: {s.status}" + (f" ({fmt_score(s.score)})" if s.score is not None else "")
-                 + ("" if s.status in ("accepted", "rejected") else f": {s.cause or s.message}"[:160])
-                 for s in self.state.steps[-4:] if s.kind != "draft" and s.hypothesis]
         context = self.context()
         messages = self.services.prompts.messages(
             "function_change", task=context.task, environment=context.environment, plan=plan, current=current,
-            score=fmt_score(best.score), direction=direction, tried=tried)
+            score=fmt_score(best.score), direction=direction, tried=self.tried_changes())
         return self.ask_code(messages, code, role, meter, function="fit_predict")
+
+    def tried_changes(self) -> list[str]:
+        """This trace's last changes of its best, one line each, as a small model's short prompts show them."""
+        return [f"{s.hypothesis}: {s.status}" + (f" ({fmt_score(s.score)})" if s.score is not None else "")
+                + ("" if s.status in ("accepted", "rejected") else f": {s.cause or s.message}"[:160])
+                for s in self.state.steps[-4:] if s.kind != "draft" and s.hypothesis]
 
     def direct(self, meter: Meter) -> tuple[str, str]:
         """One change of the best code straight from its feedback, with no structured diagnosis."""

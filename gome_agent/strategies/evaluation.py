@@ -27,7 +27,7 @@ from gome_agent.errors import TaskError
 from gome_agent.execution.executor import RunResult, RunSpec
 from gome_agent.execution.failures import Cause, code_excerpt, failure_cause, last_traceback
 from gome_agent.execution.scheduler import LeaseTimeout, is_gpu_oom, needs_gpu
-from gome_agent.execution.autofix import add_missing_imports, drop_unexpected_keyword
+from gome_agent.execution.autofix import add_missing_imports, drop_unexpected_keyword, move_misplaced_imports
 from gome_agent.execution.static_check import check_code, tables_named
 from gome_agent.records.events import Note
 from gome_agent.records.housekeeping import free_space_problem
@@ -236,9 +236,10 @@ class Evaluator:
         tables = self.plan.tables if self.plan is not None else None
         while True:
             if execution.auto_fixes:
+                ev.code, moved = move_misplaced_imports(ev.code)
                 ev.code, added = add_missing_imports(ev.code)
-                # A fix reply may drop them again; they are added again, recorded once.
-                ev.auto_fixes += [f for line in added if (f := f"added `{line}`") not in ev.auto_fixes]
+                # A fix reply may undo them; they are made again, recorded once.
+                ev.auto_fixes += [f for f in [*moved, *(f"added `{line}`" for line in added)] if f not in ev.auto_fixes]
             found = check_code(ev.code, python=self.services.executor.python, tables=tables)
             problems = [str(p) for p in found]
             if not problems:

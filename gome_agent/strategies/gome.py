@@ -2,7 +2,8 @@
 
   1. gradient: a structured diagnosis of the current best (observations, the limiting problem,
      scored candidate directions), informed by the trace's history and the shared success
-     memory (momentum);
+     memory (momentum); a small model writing into the scaffold gets its compact form (the problem
+     and directions as plain lines, for its own fit_predict);
   2. update: the best-ranked direction applied as a minimal code change to the best main.py.
 
 The trace then runs the code (debugging within bounds) and accepts it only if its validation score
@@ -14,15 +15,27 @@ update comes straight from the feedback, with no diagnosis.
 from __future__ import annotations
 
 from gome_agent.errors import LLMOutputError
-from gome_agent.optimizer.gradient import Direction, Gradient, InCode, RankedDirection, Tried, select_direction
+from gome_agent.optimizer.gradient import (
+    Direction,
+    Gradient,
+    InCode,
+    RankedDirection,
+    Tried,
+    parse_compact,
+    select_direction,
+)
 from gome_agent.records.events import StepRecord
 from gome_agent.strategies.base import Proposal, Strategy
 from gome_agent.strategies.step import Meter
-from gome_agent.strategies.views import DirectionView
+from gome_agent.strategies.views import DirectionView, fmt_score
 
 # After this many improve steps without a usable gradient (since the last accepted step), a trace stops
 # asking for one until a step is accepted: each failed gradient cost a weak model 30-50 s of its 8 minutes.
 GRADIENT_FAILURES_BEFORE_DIRECT = 2
+# The compact gradient's reply: a problem line and a few one-line directions fit in far less; a small model
+# that loops is stopped early (its full gradient replies ran to 1,536 tokens, 100 s on a CPU).
+COMPACT_GRADIENT_TOKENS = 320
+COMPACT_MEMORY = 3  # successes recalled in the compact prompt
 
 
 class GomeStrategy(Strategy):
@@ -74,6 +87,28 @@ class GomeStrategy(Strategy):
     def diagnose(self, meter: Meter) -> tuple[Gradient, list[RankedDirection], Direction]:
         """The gradient of the current best, and the direction it points to (momentum and the
         repeat penalty included)."""
+        s = self.services
+        current = self.written_function(self.state.best_code or "", "gradient")
+        gradient = self.full_gradient(meter) if current is None else self.compact_gradient(current, meter)
+        gradient.candidates = gradient.candidates[: self.opt.directions]
+        texts = [f"{c.hypothesis} {c.component}" for c in gradient.candidates]
+        accepted = [x for x in self.state.steps if x.accepted]
+        if self.opt.momentum:
+            mine = s.memory.ids_of({(self.index, x.step) for x in accepted})
+            support = s.memory.support(texts, exclude_ids=mine)
+        else:
+            support = [0.0] * len(texts)
+        tried = [Tried(x.step, x.hypothesis, x.status, x.cause or x.lesson)  # type: ignore[arg-type]
+                 for x in self.state.steps[-20:] if x.status in ("rejected", "failed") and x.hypothesis]
+        direction, ranking = select_direction(
+            gradient, support=support, tried=tried, in_code=[InCode(x.step, x.hypothesis) for x in accepted],
+            momentum_weight=self.opt.momentum_weight if self.opt.momentum else 0.0,
+            repeat_penalty=self.opt.repeat_penalty,
+        )
+        return gradient, ranking, direction
+
+    def full_gradient(self, meter: Meter) -> Gradient:
+        """The diagnosis as the schema's JSON, from the whole best main.py, its output and the trace's history."""
         history = self.history()
         s = self.services
         messages = s.prompts.messages(
@@ -91,23 +126,30 @@ class GomeStrategy(Strategy):
             raise
         for completion in result.completions:
             meter.add(completion)
-        gradient = result.value
-        gradient.candidates = gradient.candidates[: self.opt.directions]
-        texts = [f"{c.hypothesis} {c.component}" for c in gradient.candidates]
-        accepted = [x for x in self.state.steps if x.accepted]
-        if self.opt.momentum:
-            mine = s.memory.ids_of({(self.index, x.step) for x in accepted})
-            support = s.memory.support(texts, exclude_ids=mine)
-        else:
-            support = [0.0] * len(texts)
-        tried = [Tried(x.step, x.hypothesis, x.status, x.cause or x.lesson)  # type: ignore[arg-type]
-                 for x in self.state.steps[-20:] if x.status in ("rejected", "failed") and x.hypothesis]
-        direction, ranking = select_direction(
-            gradient, support=support, tried=tried, in_code=[InCode(x.step, x.hypothesis) for x in accepted],
-            momentum_weight=self.opt.momentum_weight if self.opt.momentum else 0.0,
-            repeat_penalty=self.opt.repeat_penalty,
+        return result.value
+
+    def compact_gradient(self, current: str, meter: Meter) -> Gradient:
+        """A small model's diagnosis of the fit_predict it wrote (prompts/function_gradient.j2 says why):
+        the limiting problem and directions as plain lines, one short call, no repair re-ask."""
+        s, context, best = self.services, self.context(), self.state.best
+        assert best is not None
+        worked = [f"{m.hypothesis} (gain {m.gain})" if m.gain is not None else m.hypothesis
+                  for m in self.history().memory[:COMPACT_MEMORY]]
+        messages = s.prompts.messages(
+            "function_gradient", task=context.task, environment=context.environment, plan=s.task.scaffold,
+            current=current, score=fmt_score(best.score), tried=self.tried_changes(), worked=worked,
+            k=self.opt.directions,
         )
-        return gradient, ranking, direction
+        completion = s.llm.complete(
+            messages, role="gradient", deadline=s.budget.deadline,
+            max_output_tokens=min(COMPACT_GRADIENT_TOKENS, self.cfg.llm.max_output_tokens),
+            tags={"trace": self.index, "step": self.state.next_step, "form": "compact"},
+        )
+        meter.add(completion)
+        try:
+            return parse_compact(completion.text, self.opt.directions)
+        except ValueError as exc:
+            raise LLMOutputError(f"the compact gradient reply could not be used: {exc}") from None
 
     def update(self, direction: Direction, meter: Meter) -> tuple[str, str]:
         """The best code with `direction` applied as a minimal edit, and the reply's summary of the edit."""

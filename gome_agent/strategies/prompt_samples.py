@@ -110,6 +110,7 @@ def sample_context() -> dict[str, Any]:
                    "    return LogisticRegression(max_iter=1000).fit(X, y).predict_proba(X_new)[:, 1]\n",
         "score": "0.8731",
         "tried": ["Add target-encoded city feature: accepted, 0.8731"],
+        "worked": ["Add target-encoded city feature (gain +0.0120)"],
         "earlier": ["attempt 1: exited with code 1 -> changed: fix the column name"],
         "functions": [],
     }

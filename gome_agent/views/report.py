@@ -323,7 +323,7 @@ def _candidates(step: StepRecord) -> list[dict[str, Any]]:
         rows.append({
             "hypothesis": cand.hypothesis, "component": cand.component, "reasoning": cand.reasoning,
             "impact": cand.expected_impact,
-            "scores": f"{s.alignment}/{s.impact}/{s.novelty}/{s.feasibility}/{s.risk_reward}",
+            "scores": f"{s.alignment}/{s.impact}/{s.novelty}/{s.feasibility}/{s.risk_reward}" if s else "listed order",
             "base": rank.base if rank else None, "momentum": rank.momentum if rank else None,
             "repeat": rank.repeat if rank else None, "total": rank.total if rank else None,
             "notes": rank.notes if rank else [], "chosen": cand.hypothesis == step.hypothesis,

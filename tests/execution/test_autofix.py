@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gome_agent.execution.autofix import add_missing_imports, drop_unexpected_keyword
+from gome_agent.execution.autofix import add_missing_imports, drop_unexpected_keyword, move_misplaced_imports
 from gome_agent.execution.failures import Cause, failure_cause
 from gome_agent.execution.static_check import check_code
 from tests.scripted_agent import DRAFT
@@ -76,3 +76,34 @@ def test_the_cause_of_a_real_traceback_leads_to_the_fix():
     cause = failure_cause(stderr)
     assert cause is not None and cause.line == 3
     assert drop_unexpected_keyword(code, cause)[0] == "import x\n\nmodel = LogisticRegression(max_iter=2000)\n"
+
+
+def test_a_common_scikit_learn_name_imported_from_the_wrong_module_is_imported_from_its_own():
+    # As the 0.5B model wrote it (two failed runs in one 8-minute run), with a name that is right and an alias.
+    code = ("import numpy as np\n"
+            "from sklearn.linear_model import RandomForestRegressor, Ridge, ExtraTreesRegressor as ETR  # models\n"
+            "def fit_predict(X, y, X_new):\n"
+            "    from sklearn.preprocessing import train_test_split\n"
+            "    return Ridge().fit(X, y).predict(X_new)\n")
+    fixed, done = move_misplaced_imports(code)
+    assert fixed == ("import numpy as np\n"
+                     "from sklearn.linear_model import Ridge\n"
+                     "from sklearn.ensemble import RandomForestRegressor\n"
+                     "from sklearn.ensemble import ExtraTreesRegressor as ETR\n"
+                     "def fit_predict(X, y, X_new):\n"
+                     "    from sklearn.model_selection import train_test_split\n"
+                     "    return Ridge().fit(X, y).predict(X_new)\n")
+    assert done == ["line 2: imported `ExtraTreesRegressor` from sklearn.ensemble, not sklearn.linear_model",
+                    "line 2: imported `RandomForestRegressor` from sklearn.ensemble, not sklearn.linear_model",
+                    "line 4: imported `train_test_split` from sklearn.model_selection, not sklearn.preprocessing"]
+    exec(compile(fixed, "main.py", "exec"), {})  # the imports are real
+
+
+@pytest.mark.parametrize("code", [
+    "from sklearn.ensemble import RandomForestRegressor\n",  # right already
+    "from sklearn.ensemble import XGBClassifier\n",  # not a name gome knows: left to the smoke run
+    "x = 1; from sklearn.linear_model import RandomForestRegressor\n",  # not alone on its line
+    "def broken(:\n",
+])
+def test_imports_gome_is_not_sure_of_are_left_as_they_are(code):
+    assert move_misplaced_imports(code) == (code, [])

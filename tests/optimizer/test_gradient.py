@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from gome_agent.optimizer.gradient import Gradient, InCode, Tried, select_direction
+from gome_agent.optimizer.gradient import NOT_STATED, Gradient, InCode, Tried, parse_compact, select_direction
 
 
 def _cand(hyp, component="model", **scores):
@@ -100,3 +100,46 @@ def test_momentum_does_not_reward_what_the_code_already_has():
                                   in_code=[InCode(4, "Switch to LightGBM gradient boosting")])
     assert ranking[0].momentum == 0.0 and "already has this (step 4" in ranking[0].notes[0]
     assert ranking[1].momentum == pytest.approx(1.8)
+
+
+# The compact form: a small model's plain lines -----------------------------------------
+
+LOOPING = """Problem: the random forest uses default settings and underfits
+1. [model] use HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05)
+2. [Feature Engineering] add the ratio of bill length to bill depth
+3. scale the features with StandardScaler
+3. scale the features with StandardScaler
+4. [model] increase n_estimators to 500
+"""
+
+
+def test_a_compact_reply_becomes_a_gradient_ranked_by_its_order():
+    g = parse_compact(LOOPING, k=3)
+    assert g.limiting_problem == "the random forest uses default settings and underfits"
+    assert [(c.hypothesis, c.component) for c in g.candidates] == [
+        ("use HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05)", "model"),
+        ("add the ratio of bill length to bill depth", "features"),  # the tag's alias
+        ("scale the features with StandardScaler", "data"),  # untagged: the words name the component
+    ]
+    assert all(c.scores is None for c in g.candidates)
+    direction, ranking = select_direction(g, support=[0.0] * 3, tried=[], momentum_weight=2.0, repeat_penalty=3.0)
+    assert direction is g.candidates[0] and [r.base for r in ranking] == [6.0, 5.5, 5.0]
+    # A direction already tried and rejected drops below the next one.
+    tried = [Tried(4, "use HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05)", "rejected")]
+    direction, ranking = select_direction(g, support=[0.0] * 3, tried=tried, momentum_weight=2.0, repeat_penalty=3.0)
+    assert direction is g.candidates[1] and ranking[0].repeat == 3.0
+
+
+def test_a_compact_reply_without_a_problem_line_or_with_markdown_still_parses():
+    g = parse_compact("The model is too simple.\n\n- **[ensemble]** blend the forest with a ridge model\n", k=3)
+    assert g.limiting_problem == "The model is too simple."
+    assert [(c.hypothesis, c.component) for c in g.candidates] == [("blend the forest with a ridge model", "ensemble")]
+    g = parse_compact("1) [model] tune max_depth to 8\n", k=3)
+    assert g.limiting_problem == NOT_STATED and g.candidates[0].hypothesis == "tune max_depth to 8"
+
+
+@pytest.mark.parametrize("reply", ["", "The model is limited by its features. I would add more features.",
+                                   "```python\ndef fit_predict(X, y, X_new):\n    return y\n```"])
+def test_a_compact_reply_without_directions_is_refused_with_the_reason(reply):
+    with pytest.raises(ValueError, match="lists no direction"):
+        parse_compact(reply, k=3)

@@ -84,6 +84,8 @@ def test_gome_adds_the_imports_it_is_sure_of_and_asks_the_model_only_for_the_res
     # Neither os nor train_test_split is imported; FEATURE_LIST is a name only the model can define.
     broken = NO_OS_IMPORT.replace(FEATURES_LINE, "").replace("from sklearn.model_selection import train_test_split\n", "")
     broken = broken.replace("FEATURES", "FEATURE_LIST")
+    # And LogisticRegression is imported from the wrong module.
+    broken = broken.replace("from sklearn.linear_model import LogisticRegression", "from sklearn.ensemble import LogisticRegression")
     fixed = broken.replace('X, y = train[FEATURE_LIST]', 'FEATURE_LIST = ["mean_texture"]\nX, y = train[FEATURE_LIST]')
     script = (Script().add("task_analysis", analysis_reply()).add("draft", full(broken))
               .add("debug", whole(fixed, "define FEATURE_LIST")))
@@ -92,7 +94,8 @@ def test_gome_adds_the_imports_it_is_sure_of_and_asks_the_model_only_for_the_res
     start(config, monkeypatch)
     (step,) = steps_of(config)
     assert step.status == "accepted" and step.static_fixes == 1
-    assert step.auto_fixes == ["added `from sklearn.model_selection import train_test_split`", "added `import os`"]
+    assert step.auto_fixes == ["line 3: imported `LogisticRegression` from sklearn.linear_model, not sklearn.ensemble",
+                               "added `from sklearn.model_selection import train_test_split`", "added `import os`"]
     # The model heard only of the name gome could not define, and its code came back with gome's imports.
     (debug,) = script.prompts("debug")
     assert "undefined name 'FEATURE_LIST'" in debug and "undefined name 'os'" not in debug

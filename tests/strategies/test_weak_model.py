@@ -1,9 +1,9 @@
-"""A small model after its first working solution, in real runs against the fake server: a gradient
-reply it cannot write as the schema's JSON still gives the step a change, straight from the feedback
-(the w/o-structured-reasoning prompt), and after two such steps the trace stops asking for a gradient
-until a step is accepted; a change of a scaffolded best is asked for as its fit_predict rewritten, in a
-short prompt (the 0.5B model answered SEARCH/REPLACE requests with a `Change:` line and no edit, and
-looped on the long prompt's reply format)."""
+"""A small model after its first working solution, in real runs against the fake server: its gradient is
+the compact form (the problem and directions as plain lines, for the fit_predict it wrote); a reply that
+lists no direction still gives the step a change, straight from the feedback (the w/o-structured-reasoning
+prompt), and after two such steps the trace stops asking for a gradient until a step is accepted; a change
+of a scaffolded best is asked for as its fit_predict rewritten, in a short prompt (the 0.5B model answered
+SEARCH/REPLACE requests with a `Change:` line and no edit, and looped on the long prompt's reply format)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def fit_predict(X, y, X_new):
 ```
 '''
 NOT_JSON = "The model is limited by its features. I would add more features."
+# A compact gradient as a small model writes one: a problem line, then numbered directions, one repeated.
+COMPACT = """Problem: the logistic regression is not regularised for these features
+1. [model] Tune the regularisation
+2. [data] scale the features with StandardScaler
+2. [data] scale the features with StandardScaler
+"""
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +43,20 @@ def small(config):
 
 def test_an_unusable_gradient_falls_back_to_a_direct_change(tmp_path, competition, fake_llm, monkeypatch):
     script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
-              .add("gradient", NOT_JSON).add("function_change", SCALED))
+              .add("function_gradient", NOT_JSON).add("function_change", SCALED))
     fake_llm.set_responder(script)
     config = small(make_config(tmp_path, competition, fake_llm, max_steps=4))
     start(config, monkeypatch)
     draft, *improves = steps_of(config)
     assert draft.status == "accepted" and draft.scaffolded
     assert [s.kind for s in improves] == ["improve"] * 3
-    # Steps 2 and 3 asked for a gradient (and its repair), could not use it, and changed the code directly.
+    # Steps 2 and 3 asked for a compact gradient, could not use it, and changed the code directly.
     for step in improves[:2]:
-        assert step.gradient is None and step.gradient_error.startswith("the gradient reply could not be used")
+        assert step.gradient is None and "lists no direction" in step.gradient_error
         assert step.hypothesis == "a stronger regularised logistic regression" and step.status != "failed"
     # Step 4 asked for no gradient at all: the trace's last two could not be used and none was accepted since.
     assert improves[2].gradient_error.startswith("the last 2 gradients of this trace could not be used")
-    gradient_requests = len(script.prompts("gradient"))
-    assert gradient_requests == 4  # two steps, each the request and its repair re-ask
+    assert len(script.prompts("function_gradient")) == 2 and not script.prompts("gradient")  # no repair re-ask
     # The direct changes were asked as fit_predict alone, with no direction (no gradient chose one).
     changes = script.prompts("function_change")
     assert len(changes) == 3 and not script.prompts("direct")
@@ -69,7 +74,7 @@ def columns(n: str, change: str = "first solution") -> str:
 
 def test_a_gradient_is_asked_for_again_once_a_step_is_accepted(tmp_path, competition, fake_llm, monkeypatch):
     script = (Script().add("task_analysis", analysis_reply()).add("function", columns("2"))
-              .add("gradient", NOT_JSON, NOT_JSON, NOT_JSON, NOT_JSON, gradient("Tune the regularisation"))
+              .add("function_gradient", NOT_JSON, NOT_JSON, COMPACT)
               .add("function_change", columns("1", "one column"), columns("1", "one column"),
                    columns("None", "every column"), SCALED))
     fake_llm.set_responder(script)
@@ -82,7 +87,13 @@ def test_a_gradient_is_asked_for_again_once_a_step_is_accepted(tmp_path, competi
     assert steps[3].gradient_error.startswith("the last 2 gradients")
     # Step 4's direct change was accepted, so step 5 diagnoses again, and this gradient is usable.
     assert steps[4].gradient is not None and steps[4].gradient_error is None
-    assert steps[4].hypothesis == "Tune the regularisation"
+    assert steps[4].hypothesis == "Tune the regularisation" and steps[4].component == "model"
+    assert steps[4].limiting_problem == "the logistic regression is not regularised for these features"
+    assert [r.base for r in steps[4].ranking] == [6.0, 5.5]  # the repeated line is dropped
+    # The compact prompt showed the small model its own fit_predict and the changes tried before.
+    compact = script.prompts("function_gradient")[-1]
+    assert "def fit_predict(X, y, X_new)" in compact and "# gome scaffold" not in compact and len(compact) < 4000
+    assert "- one column: rejected" in compact and "- every column: accepted" in compact
     # The gradient's direction reaches the small model's function request, with the changes tried before.
     last = script.prompts("function_change")[-1]
     assert "Make this change: Tune the regularisation" in last
@@ -93,7 +104,8 @@ def test_a_gradient_is_asked_for_again_once_a_step_is_accepted(tmp_path, competi
 def test_a_small_model_changes_scaffolded_code_by_rewriting_fit_predict_in_a_short_prompt(
         tmp_path, competition, fake_llm, monkeypatch, model):
     script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS).add("draft", FUNCTIONS)
-              .add("gradient", gradient("Tune the regularisation")).add("update", SCALED)
+              .add("gradient", gradient("Tune the regularisation")).add("function_gradient", COMPACT)
+              .add("update", SCALED)
               .add("function_change", SCALED))
     fake_llm.set_responder(script)
     config = make_config(tmp_path, competition, fake_llm, max_steps=2, scaffold="on")
@@ -105,12 +117,14 @@ def test_a_small_model_changes_scaffolded_code_by_rewriting_fit_predict_in_a_sho
         # fit_predict alone, with the gradient's direction, instead of the whole main.py and its history.
         (prompt,) = script.prompts("function_change")
         assert not script.prompts("update") and "Make this change: Tune the regularisation" in prompt
+        assert len(script.prompts("function_gradient")) == 1 and not script.prompts("gradient")
         assert "def fit_predict(X, y, X_new)" in prompt and "# gome scaffold" not in prompt and len(prompt) < 4000
         code = (config.workdir / update.code_dir / "main.py").read_text()
         assert "LogisticRegression(C=0.5, max_iter=3000" in code and code.startswith("# gome scaffold")
     else:
         (prompt,) = script.prompts("update")
         assert not script.prompts("function_change") and "<<<<<<< SEARCH" in prompt
+        assert len(script.prompts("gradient")) == 1 and not script.prompts("function_gradient")
 
 
 @pytest.mark.parametrize(("model", "names_absent"), [(SMALL, False), ("fake-model", True)])
@@ -153,7 +167,7 @@ def test_a_reply_with_fit_predicts_body_alone_is_taken_as_the_function(tmp_path,
                  "model = RandomForestClassifier(n_estimators=50, random_state=SEED)\n"
                  "model.fit(X, y)\nreturn model.predict_proba(X_new)[:, 1]\n```\n")
     script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
-              .add("gradient", gradient("Use a random forest")).add("function_change", body_only))
+              .add("function_gradient", "1. Use a random forest").add("function_change", body_only))
     fake_llm.set_responder(script)
     config = small(make_config(tmp_path, competition, fake_llm, max_steps=2, acceptance="plain"))
     start(config, monkeypatch)
@@ -167,7 +181,7 @@ def test_a_reply_with_fit_predicts_body_alone_is_taken_as_the_function(tmp_path,
 def test_a_change_without_code_is_re_asked_with_the_functions_first_line(tmp_path, competition, fake_llm,
                                                                          monkeypatch):
     script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
-              .add("gradient", gradient("Tune the regularisation"))
+              .add("function_gradient", COMPACT)
               .add("function_change", "Change: tune the regularisation strength.", SCALED))
     fake_llm.set_responder(script)
     config = small(make_config(tmp_path, competition, fake_llm, max_steps=2, acceptance="plain"))
@@ -256,7 +270,7 @@ def test_a_failure_in_the_scaffold_s_own_lines_is_not_asked_for_as_a_line(tmp_pa
 def test_a_change_that_copies_the_best_back_unchanged_is_re_asked(tmp_path, competition, fake_llm, monkeypatch):
     same = FUNCTIONS.replace("Approach: logistic regression on every numeric column", "Change: a better model")
     script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
-              .add("gradient", gradient("Tune the regularisation")).add("function_change", same, SCALED))
+              .add("function_gradient", COMPACT).add("function_change", same, SCALED))
     fake_llm.set_responder(script)
     config = small(make_config(tmp_path, competition, fake_llm, max_steps=2, acceptance="plain"))
     start(config, monkeypatch)
