@@ -19,11 +19,13 @@ from gome_agent.optimizer.gradient import (
     Direction,
     Gradient,
     InCode,
+    SIMILAR,
     RankedDirection,
     Tried,
     parse_compact,
     select_direction,
 )
+from gome_agent.optimizer.similarity import max_similarity
 from gome_agent.records.events import StepRecord
 from gome_agent.strategies.base import Proposal, Strategy
 from gome_agent.strategies.step import Meter
@@ -36,6 +38,7 @@ GRADIENT_FAILURES_BEFORE_DIRECT = 2
 # that loops is stopped early (its full gradient replies ran to 1,536 tokens, 100 s on a CPU).
 COMPACT_GRADIENT_TOKENS = 320
 COMPACT_MEMORY = 3  # successes recalled in the compact prompt
+COMPACT_LISTED = 5  # directions read from a compact reply before those already in the code are dropped
 
 
 class GomeStrategy(Strategy):
@@ -147,9 +150,17 @@ class GomeStrategy(Strategy):
         )
         meter.add(completion)
         try:
-            return parse_compact(completion.text, self.opt.directions)
+            gradient = parse_compact(completion.text, COMPACT_LISTED)
         except ValueError as exc:
             raise LLMOutputError(f"the compact gradient reply could not be used: {exc}") from None
+        # The 0.5B model copies lines of its prompt into its list, accepted changes among them: those are
+        # in the code already, so they are no direction.
+        done = [x.hypothesis for x in self.state.steps if x.accepted and x.kind != "draft"]
+        gradient.candidates = [c for c in gradient.candidates if max_similarity(c.hypothesis, done) < SIMILAR]
+        if not gradient.candidates:
+            raise LLMOutputError("the compact gradient reply could not be used: every direction it lists is a "
+                                 "change the code already has")
+        return gradient
 
     def update(self, direction: Direction, meter: Meter) -> tuple[str, str]:
         """The best code with `direction` applied as a minimal edit, and the reply's summary of the edit."""

@@ -24,11 +24,13 @@ def fit_predict(X, y, X_new):
 ```
 '''
 NOT_JSON = "The model is limited by its features. I would add more features."
-# A compact gradient as a small model writes one: a problem line, then numbered directions, one repeated.
+# A compact gradient as a small model writes one: a problem line, then numbered directions, one repeated and
+# one copied from the changes already accepted.
 COMPACT = """Problem: the logistic regression is not regularised for these features
 1. [model] Tune the regularisation
 2. [data] scale the features with StandardScaler
 2. [data] scale the features with StandardScaler
+3. [features] use every column
 """
 
 
@@ -89,7 +91,9 @@ def test_a_gradient_is_asked_for_again_once_a_step_is_accepted(tmp_path, competi
     assert steps[4].gradient is not None and steps[4].gradient_error is None
     assert steps[4].hypothesis == "Tune the regularisation" and steps[4].component == "model"
     assert steps[4].limiting_problem == "the logistic regression is not regularised for these features"
-    assert [r.base for r in steps[4].ranking] == [6.0, 5.5]  # the repeated line is dropped
+    # The repeated line is dropped, and so is the change step 4 made ("every column"): the code has it.
+    assert [(r.hypothesis, r.base) for r in steps[4].ranking] == [
+        ("Tune the regularisation", 6.0), ("scale the features with StandardScaler", 5.5)]
     # The compact prompt showed the small model its own fit_predict and the changes tried before.
     compact = script.prompts("function_gradient")[-1]
     assert "def fit_predict(X, y, X_new)" in compact and "# gome scaffold" not in compact and len(compact) < 4000
