@@ -22,7 +22,9 @@ the run's best in place (no final-selection re-runs, so that the acceptance rule
 under the new protocol, refitted on every labelled row as every gome-scored run does), graded on
 the private test labels. Goals (issue #13): no leak or train-rows step is ever accepted
 under the new protocol, and its final submission's true quality is at least the old one's in
-every scenario and seed.
+every scenario and seed. Each case also reports the new minus the old final's true AUC with a 95 %
+paired bootstrap interval over the private test rows (`paired_interval`), so that a difference the
+1,500 test rows cannot resolve is shown as such.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 from sklearn.datasets import make_classification
+from sklearn.metrics import roc_auc_score
 
 from gome_agent.bench.competitions import Competition, CompetitionSpec, build_competition
 from gome_agent.bench.grading import read_answers, score_csv
@@ -238,6 +241,14 @@ class StepOutcome(BaseModel):
     threshold: float | None
 
 
+class Difference(BaseModel):
+    """The new protocol's final minus the old one's, in true AUC, with its 95 % paired bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+
+
 class RunOutcome(BaseModel):
     scenario: str
     protocol: Protocol
@@ -245,6 +256,7 @@ class RunOutcome(BaseModel):
     steps: list[StepOutcome]
     final_true: float | None
     refit: str | None = None  # the refit's outcome (new protocol), None when none was made
+    versus_old: Difference | None = None  # new protocol: its final against the old protocol's
 
     def accepted(self, kind: str) -> int:
         return sum(s.status == "accepted" and s.kind == kind for s in self.steps)
@@ -311,13 +323,45 @@ def run_case(case: Case, protocol: Protocol, competition: Competition, workdir: 
                       refit=refits[-1] if refits else None)
 
 
+BOOTSTRAP_DRAWS = 2000
+
+
+def paired_interval(truth: np.ndarray, new: np.ndarray, old: np.ndarray, *, draws: int = BOOTSTRAP_DRAWS,
+                    seed: int = 0) -> Difference:
+    """AUC(new) - AUC(old) on the test rows, and the 2.5th and 97.5th percentiles of that difference over
+    `draws` resamplings of the rows (the same rows for both, since both predict the same rows)."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(draws):
+        rows = rng.integers(0, len(truth), len(truth))
+        if truth[rows].min() == truth[rows].max():
+            continue  # one class only: no AUC
+        diffs.append(roc_auc_score(truth[rows], new[rows]) - roc_auc_score(truth[rows], old[rows]))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return Difference(value=float(roc_auc_score(truth, new) - roc_auc_score(truth, old)), low=float(low),
+                      high=float(high))
+
+
+def compare_finals(new: Path, old: Path, competition: Competition) -> Difference | None:
+    """The two runs' final submissions compared on the private test rows; None if either has none."""
+    new_file, old_file = new / "submission" / "submission.csv", old / "submission" / "submission.csv"
+    if not (new_file.is_file() and old_file.is_file()):
+        return None
+    answers = pd.read_csv(competition.answers_path)
+    frames = [pd.read_csv(f).set_index("id").loc[answers["id"], "target"].to_numpy(dtype=float)
+              for f in (new_file, old_file)]
+    return paired_interval(answers["target"].to_numpy(), *frames)
+
+
 def measure(seeds: list[int], workdir: Path) -> list[RunOutcome]:
     outcomes = []
     competitions = {seed: build_synthetic(workdir / "competitions" / str(seed), seed) for seed in seeds}
     for case in schedules(seeds):
-        for protocol in PROTOCOLS:
-            folder = workdir / "runs" / f"{case.scenario}-s{case.seed}-{protocol}"
-            outcomes.append(run_case(case, protocol, competitions[case.seed], folder))
+        folders = {protocol: workdir / "runs" / f"{case.scenario}-s{case.seed}-{protocol}" for protocol in PROTOCOLS}
+        done = {protocol: run_case(case, protocol, competitions[case.seed], folders[protocol])
+                for protocol in PROTOCOLS}
+        done["new"].versus_old = compare_finals(folders["new"], folders["old"], competitions[case.seed])
+        outcomes += done.values()
     return outcomes
 
 
@@ -348,6 +392,8 @@ def summarize(outcomes: list[RunOutcome]) -> dict[str, object]:
     )
     return {
         "rows": rows,
+        "new_minus_old": [{"scenario": o.scenario, "seed": o.seed, **o.versus_old.model_dump()}
+                          for o in new if o.versus_old is not None],
         "goals": {
             "no_leak_or_inflated_step_accepted_under_new": all(o.accepted("leak") + o.accepted("train-rows") == 0
                                                                for o in new),
@@ -364,6 +410,11 @@ def table(summary: dict[str, object]) -> str:
         seeds = ", ".join(f"{v:.4f}" if v is not None else "none" for v in row["final_true_by_seed"].values())
         lines.append(f"| {row['scenario']} | {row['protocol']} | {row['honest_accepted']}/{row['honest_offered']} | "
                      f"{row['spurious_accepted']}/{row['spurious_offered']} | {row['final_true_mean']} | {seeds} |")
+    differences = [d for d in summary.get("new_minus_old", []) if d["value"] != 0]  # type: ignore[attr-defined]
+    if differences:
+        lines += ["", "| scenario | seed | new - old, true AUC | 95 % paired bootstrap interval |", "|---|---|---|---|"]
+        lines += [f"| {d['scenario']} | {d['seed']} | {d['value']:+.5f} | [{d['low']:+.5f}, {d['high']:+.5f}] |"
+                  for d in differences]
     return "\n".join(lines)
 
 

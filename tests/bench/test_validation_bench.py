@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from gome_agent.bench.validation import (
     DRAFT_PLAN,
@@ -14,7 +16,10 @@ from gome_agent.bench.validation import (
     RunOutcome,
     ScheduledPolicy,
     StepOutcome,
+    Difference,
     build_synthetic,
+    compare_finals,
+    paired_interval,
     run_case,
     schedules,
     solution,
@@ -116,6 +121,34 @@ def test_a_leak_fools_the_old_protocol_and_not_the_new_one(tmp_path, synthetic):
     # The new protocol submits the honest step refitted on every labelled row, held-out ones included.
     assert new.refit == "submitted" and new.final_true > old.final_true
     assert new.final_true != new.steps[2].true and new.final_true == pytest.approx(new.steps[2].true, abs=0.02)
+    # The finals compared row by row on the private test rows.
+    difference = compare_finals(tmp_path / "new", tmp_path / "old", synthetic)
+    assert difference.value == pytest.approx(new.final_true - old.final_true)
+    assert 0 < difference.low < difference.value < difference.high
+
+
+def test_the_paired_interval_resolves_a_real_difference_and_not_a_hair():
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 2, 1500)
+    signal = truth + rng.normal(0, 1.0, 1500)
+    same = paired_interval(truth, signal, signal, draws=200)
+    assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)
+    better = signal + 0.5 * truth  # more signal: a clearly higher AUC
+    real = paired_interval(truth, better, signal, draws=200)
+    assert real.value == pytest.approx(roc_auc_score(truth, better) - roc_auc_score(truth, signal))
+    assert 0 < real.low < real.value < real.high
+    hair = paired_interval(truth, signal + rng.normal(0, 1e-3, 1500), signal, draws=200)
+    assert abs(hair.value) < 1e-3 and hair.low < 0 < hair.high  # a difference the rows cannot resolve
+
+
+def test_the_table_lists_each_seeds_difference_with_its_interval():
+    old = _outcome("old", 2, 0.811751, [("draft", "accepted"), ("noise", "accepted")])
+    new = _outcome("new", 2, 0.811723, [("draft", "accepted"), ("noise", "rejected")])
+    new.versus_old = Difference(value=-0.0000284, low=-0.000108, high=0.0000498)
+    summary = summarize([old, new])
+    assert summary["new_minus_old"] == [{"scenario": "leak", "seed": 2, "value": -0.0000284, "low": -0.000108,
+                                         "high": 0.0000498}]
+    assert "| leak | 2 | -0.00003 | [-0.00011, +0.00005] |" in table(summary)
 
 
 def test_a_signal_that_interrupts_a_run_stops_the_benchmark(tmp_path, synthetic, monkeypatch):
