@@ -444,6 +444,21 @@ class DiffSize:
         return describe_diff(self.added, self.removed, self.region)
 
 
+def program_key(code: str) -> str | None:
+    """What the code does, for telling one program from another: its syntax tree without docstrings, so
+    that comments, layout and docstrings do not count; None when it does not parse."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.body \
+                and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) \
+                and isinstance(node.body[0].value.value, str):
+            node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 def describe_diff(added: int, removed: int, region: str | None) -> str:
     """A change's size as prompts and records say it: "+5/-2 lines at lines 12-18"."""
     return f"+{added}/-{removed} lines" + (f" at {region}" if region else "")

@@ -27,6 +27,7 @@ from gome_agent.optimizer.edits import (
     function_reply,
     function_source,
     line_reply,
+    program_key,
     new_code,
     salvage_cut,
     summary_line,
@@ -62,6 +63,7 @@ _CODE_ONLY = ("That reply named the approach but held no code. Now write that so
 _CODE_ONLY_SCAFFOLD = ("That reply held no code. Now write it: reply with the whole function fit_predict{change} (and "
                        "the imports it needs) in one ```python block that begins with the line `{signature}`. "
                        "No other text.")
+_CHANGE_ROLES = ("update", "direct")  # the roles whose replies change the best (not drafts or fixes)
 _UNCHANGED_FIX = "the reply's code is the failing code unchanged; change what caused the error"
 _LINE_FIX = ("That reply's code is the failing code unchanged. Fix only line {line} of main.py, where it failed:\n"
              "```python\n{code}\n```\nThe error: {error}\nReply with the corrected line (or the few lines that "
@@ -102,6 +104,7 @@ class Strategy(ABC):
         self.state = state
         self.cfg = services.config
         self.opt = services.config.optimizer
+        self._program_keys: dict[str, str | None] = {}  # an earlier step's code_dir -> program_key of its main.py
 
     @property
     def max_debug(self) -> int:
@@ -191,6 +194,12 @@ class Strategy(ABC):
                     # run again, it would only fail or score as before.
                     raise EditError(_UNCHANGED_FIX if role == "debug" else
                                     "the reply's code is the current code unchanged; make the change it names")
+                earlier = self.ran_before(code) if role in _CHANGE_ROLES else None
+                if earlier is not None:
+                    # The 0.5B model, shown the change among those tried, made it again four times in one run.
+                    raise EditError(f"the reply's code is the code step {earlier.step} already ran "
+                                    f"({earlier.status}{f', {fmt_score(earlier.score)}' if earlier.score is not None else ''}); "
+                                    "make a different change")
                 stubs = unwritten(code, _SCAFFOLD_FUNCTIONS) if current is not None and _STUB.search(current) else []
                 if stubs:
                     names = " and ".join(stubs)
@@ -347,6 +356,24 @@ class Strategy(ABC):
             "function_change", task=context.task, environment=context.environment, plan=plan, current=current,
             score=fmt_score(best.score), direction=direction, tried=self.tried_changes())
         return self.ask_code(messages, code, role, meter, function="fit_predict")
+
+    def ran_before(self, code: str) -> StepRecord | None:
+        """The last earlier step of this trace that ran this program (docstrings, comments and layout aside)."""
+        key = program_key(code)
+        if key is None:
+            return None
+        for step in reversed(self.state.steps):
+            if step.code_dir is None or step.run_status is None:
+                continue
+            if step.code_dir not in self._program_keys:
+                try:
+                    ran = (self.cfg.workdir / step.code_dir / "main.py").read_text(encoding="utf-8")
+                except OSError:
+                    ran = ""
+                self._program_keys[step.code_dir] = program_key(ran)
+            if self._program_keys[step.code_dir] == key:
+                return step
+        return None
 
     def tried_changes(self) -> list[str]:
         """This trace's last changes of its best, one line each, as a small model's short prompts show them."""

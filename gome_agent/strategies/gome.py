@@ -26,6 +26,7 @@ from gome_agent.optimizer.gradient import (
     select_direction,
 )
 from gome_agent.optimizer.similarity import max_similarity
+from gome_agent.llm.types import Message
 from gome_agent.records.events import StepRecord
 from gome_agent.strategies.base import Proposal, Strategy
 from gome_agent.strategies.step import Meter
@@ -133,7 +134,8 @@ class GomeStrategy(Strategy):
 
     def compact_gradient(self, current: str, meter: Meter) -> Gradient:
         """A small model's diagnosis of the fit_predict it wrote (prompts/function_gradient.j2 says why):
-        the limiting problem and directions as plain lines, one short call, no repair re-ask."""
+        the limiting problem and directions as plain lines, in one short call (and one re-ask that says
+        what its reply lacked)."""
         s, context, best = self.services, self.context(), self.state.best
         assert best is not None
         worked = [f"{m.hypothesis} (gain {m.gain})" if m.gain is not None else m.hypothesis
@@ -143,16 +145,21 @@ class GomeStrategy(Strategy):
             current=current, score=fmt_score(best.score), tried=self.tried_changes(), worked=worked,
             k=self.opt.directions,
         )
-        completion = s.llm.complete(
-            messages, role="gradient", deadline=s.budget.deadline,
-            max_output_tokens=min(COMPACT_GRADIENT_TOKENS, self.cfg.llm.max_output_tokens),
-            tags={"trace": self.index, "step": self.state.next_step, "form": "compact"},
-        )
-        meter.add(completion)
-        try:
-            gradient = parse_compact(completion.text, COMPACT_LISTED)
-        except ValueError as exc:
-            raise LLMOutputError(f"the compact gradient reply could not be used: {exc}") from None
+        tags = {"trace": self.index, "step": self.state.next_step, "form": "compact"}
+        limit = min(COMPACT_GRADIENT_TOKENS, self.cfg.llm.max_output_tokens)
+        for attempt in range(2):  # one re-ask, with the reason: a call costs the small model seconds
+            completion = s.llm.complete(messages, role="gradient", deadline=s.budget.deadline, max_output_tokens=limit,
+                                        tags={**tags, "reask": attempt} if attempt else tags)
+            meter.add(completion)
+            try:
+                gradient = parse_compact(completion.text, COMPACT_LISTED)
+                break
+            except ValueError as exc:
+                if attempt:
+                    raise LLMOutputError(f"the compact gradient reply could not be used: {exc}") from None
+                messages = [*messages, Message(role="assistant", content=completion.text),
+                            Message(role="user", content=f"That reply could not be used: {exc}. Reply again: the "
+                                    f"`Problem:` line, then {self.opt.directions} numbered lines, one change each.")]
         # The 0.5B model copies lines of its prompt into its list, accepted changes among them: those are
         # in the code already, so they are no direction.
         done = [x.hypothesis for x in self.state.steps if x.accepted and x.kind != "draft"]

@@ -45,7 +45,8 @@ def small(config):
 
 def test_an_unusable_gradient_falls_back_to_a_direct_change(tmp_path, competition, fake_llm, monkeypatch):
     script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
-              .add("function_gradient", NOT_JSON).add("function_change", SCALED))
+              .add("function_gradient", NOT_JSON)
+              .add("function_change", SCALED, *(SCALED.replace("C=0.5", f"C={c}") for c in (0.25, 0.1))))
     fake_llm.set_responder(script)
     config = small(make_config(tmp_path, competition, fake_llm, max_steps=4))
     start(config, monkeypatch)
@@ -58,7 +59,10 @@ def test_an_unusable_gradient_falls_back_to_a_direct_change(tmp_path, competitio
         assert step.hypothesis == "a stronger regularised logistic regression" and step.status != "failed"
     # Step 4 asked for no gradient at all: the trace's last two could not be used and none was accepted since.
     assert improves[2].gradient_error.startswith("the last 2 gradients of this trace could not be used")
-    assert len(script.prompts("function_gradient")) == 2 and not script.prompts("gradient")  # no repair re-ask
+    # Each compact gradient was asked for once more, with what its reply lacked.
+    compact = script.prompts("function_gradient")
+    assert len(compact) == 4 and not script.prompts("gradient")
+    assert "That reply could not be used: the reply lists no direction" in compact[1]
     # The direct changes were asked as fit_predict alone, with no direction (no gradient chose one).
     changes = script.prompts("function_change")
     assert len(changes) == 3 and not script.prompts("direct")
@@ -76,8 +80,9 @@ def columns(n: str, change: str = "first solution") -> str:
 
 def test_a_gradient_is_asked_for_again_once_a_step_is_accepted(tmp_path, competition, fake_llm, monkeypatch):
     script = (Script().add("task_analysis", analysis_reply()).add("function", columns("2"))
-              .add("function_gradient", NOT_JSON, NOT_JSON, COMPACT)
-              .add("function_change", columns("1", "one column"), columns("1", "one column"),
+              .add("function_gradient", *[NOT_JSON] * 4, COMPACT)  # two steps of a request and its re-ask
+              .add("function_change", columns("1", "one column"),
+                   columns("1", "one column").replace("max_iter=2000", "max_iter=3000"),
                    columns("None", "every column"), SCALED))
     fake_llm.set_responder(script)
     config = small(make_config(tmp_path, competition, fake_llm, max_steps=5, acceptance="plain"))
@@ -282,3 +287,21 @@ def test_a_change_that_copies_the_best_back_unchanged_is_re_asked(tmp_path, comp
     assert update.llm_calls == 3 and "C=0.5" in (config.workdir / update.code_dir / "main.py").read_text()
     reask = script.prompts("function_change")[1]
     assert "the reply's code is the current code unchanged; make the change it names" in reask
+
+
+def test_a_change_to_code_an_earlier_step_already_ran_is_re_asked(tmp_path, competition, fake_llm, monkeypatch):
+    # The second reply is step 2's program again, with another comment and summary: it is not run again.
+    again = columns("1", "use the first column").replace("    model = make_pipeline", "    # only the first column\n"
+                                                            "    model = make_pipeline")
+    script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
+              .add("function_gradient", NOT_JSON).add("function_change", columns("1", "one column"), again, SCALED))
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=3, acceptance="plain"))
+    start(config, monkeypatch)
+    steps = steps_of(config)
+    assert [(s.hypothesis, s.status) for s in steps[1:]] == [
+        ("one column", "rejected"), ("a stronger regularised logistic regression", "accepted")]
+    assert steps[2].llm_calls == 4  # the compact gradient and its re-ask, the repeated program, the change that ran
+    reask = script.prompts("function_change")[2]
+    assert f"the reply's code is the code step 2 already ran (rejected, {steps[1].score:.6f}); make a different change" \
+        in reask
