@@ -149,9 +149,16 @@ def check_analysis(
     if (named := known_metric(metric)) is not None and named != normalize_metric_name(metric):
         log.info("the task analysis names the metric %r: taking it as %s", metric, named)
         metric = named
+    said = analysis.higher_is_better
+    # A known metric the page never mentions, where the page names others: the analysis misread it (the 0.5B
+    # model named accuracy for a page scored by ROC AUC, and optimized accuracy for a whole run).
+    described = [hit.split(" (")[0] for hit in mentioned_metrics(scan.description)]
+    if (named := known_metric(metric)) is not None and described and named not in described:
+        log.warning("the task analysis names the metric %s, which the description never mentions; taking %s, "
+                    "the metric the description names most", named, described[0])
+        metric, said = described[0], None  # the direction it gave was for the other metric
     id_column, targets = _check_columns(analysis, scan, sample)
-    direction, source = _decide_direction(metric, analysis.higher_is_better, higher_is_better,
-                                          written=stated_direction(scan.description))
+    direction, source = _decide_direction(metric, said, higher_is_better, written=stated_direction(scan.description))
     return Task(
         competition_id=scan.competition_id,
         data_dir=scan.data_dir,

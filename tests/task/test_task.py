@@ -379,9 +379,10 @@ def test_unknown_metric_with_a_stated_direction_is_accepted(competition):
     assert task.direction_source == "description"
 
 
-def test_a_direction_contradicting_a_known_metric_is_an_error(competition):
+def test_a_direction_contradicting_a_known_metric_is_an_error(tmp_path):
+    public = make_competition(tmp_path, "# Prices\n## Evaluation\nSubmissions are scored by the RMSE.\n")
     with pytest.raises(TaskError) as error:
-        check(scan_competition(competition), analysis(metric_name="RMSE", higher_is_better=True))
+        check(scan_competition(public), analysis(metric_name="RMSE", higher_is_better=True))
     message = str(error.value)
     assert "'RMSE'" in message
     assert "higher is better" in message and "lower is better" in message
@@ -411,6 +412,22 @@ def test_the_user_direction_wins(competition, user):
                  higher_is_better=user)
     assert task.higher_is_better is user
     assert task.direction_source == "user"
+
+
+def test_a_known_metric_the_page_never_mentions_is_replaced_by_the_one_it_names(tmp_path, caplog):
+    # As the 0.5B model read breast-cancer's page: accuracy, lower is better; the page scores by ROC AUC.
+    public = make_competition(tmp_path, "# Cancer\n## Evaluation\nSubmissions are scored with the area under the "
+                                        "ROC curve (AUC) between the predicted probability and the target.\n")
+    for said in ("accuracy", "Accuracy of the predictions"):
+        task = check(scan_competition(public), analysis(metric_name=said, higher_is_better=False))
+        assert (task.metric_name, task.higher_is_better, task.direction_source) == ("roc_auc", True, "known_metric")
+    assert "names the metric accuracy, which the description never mentions; taking roc_auc" in caplog.text
+    # A metric the page mentions stays, and so does one the page names none beside.
+    assert check(scan_competition(public), analysis(metric_name="ROC AUC", higher_is_better=True)).metric_name \
+        == "ROC AUC"
+    silent = make_competition(tmp_path / "silent", "# Cancer\nPredict the target.\n")
+    assert check(scan_competition(silent), analysis(metric_name="accuracy", higher_is_better=True)).metric_name \
+        == "accuracy"
 
 
 def test_an_empty_metric_name_is_an_error(competition):
@@ -516,10 +533,10 @@ def test_analyze_task_asks_with_description_files_and_sample(tmp_path):
 def test_analyze_task_applies_the_checks_and_the_user_direction(competition):
     scan = scan_competition(competition)
     with pytest.raises(TaskError, match="known metric"):
-        analyze_task(StubLLM(analysis(metric_name="ROC AUC", higher_is_better=False)), StubPrompts(), scan)
-    task = analyze_task(StubLLM(analysis(metric_name="ROC AUC", higher_is_better=False)), StubPrompts(), scan,
-                        higher_is_better=False)
-    assert task.direction_source == "user" and task.higher_is_better is False
+        analyze_task(StubLLM(analysis(metric_name="log loss", higher_is_better=True)), StubPrompts(), scan)
+    task = analyze_task(StubLLM(analysis(metric_name="log loss", higher_is_better=True)), StubPrompts(), scan,
+                        higher_is_better=True)
+    assert task.direction_source == "user" and task.higher_is_better is True
 
 
 class UnusableLLM:
@@ -619,12 +636,12 @@ class SequenceLLM(StubLLM):
 
 def test_a_wrong_analysis_is_sent_back_once_with_the_reason(competition):
     scan = scan_competition(competition)
-    llm = SequenceLLM(analysis(metric_name="ROC AUC", higher_is_better=False),
-                      analysis(metric_name="ROC AUC", higher_is_better=True))
+    llm = SequenceLLM(analysis(metric_name="log loss", higher_is_better=True),
+                      analysis(metric_name="log loss", higher_is_better=False))
     task = analyze_task(llm, StubPrompts(), scan)
-    assert task.higher_is_better is True and len(llm.calls) == 2
-    assert "known metric where higher is better" in llm.calls[1]["messages"][-1].content
-    twice_wrong = SequenceLLM(*[analysis(metric_name="ROC AUC", higher_is_better=False)] * 2)
+    assert task.higher_is_better is False and len(llm.calls) == 2
+    assert "known metric where lower is better" in llm.calls[1]["messages"][-1].content
+    twice_wrong = SequenceLLM(*[analysis(metric_name="log loss", higher_is_better=True)] * 2)
     with pytest.raises(TaskError, match="known metric"):
         analyze_task(twice_wrong, StubPrompts(), scan)
     assert len(twice_wrong.calls) == 2
