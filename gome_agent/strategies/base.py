@@ -354,7 +354,10 @@ class Strategy(ABC):
         context = self.context()
         messages = self.services.prompts.messages(
             "function_change", task=context.task, environment=context.environment, plan=plan, current=current,
-            score=fmt_score(best.score), direction=direction, tried=self.tried_changes())
+            score=fmt_score(best.score), direction=direction,
+            # With a direction, the gradient has weighed what was tried; the 0.5B model, shown that list as
+            # well, copied it as comments instead of making the change.
+            tried=self.tried_changes() if direction is None else [])
         return self.ask_code(messages, code, role, meter, function="fit_predict")
 
     def ran_before(self, code: str) -> StepRecord | None:

@@ -103,10 +103,11 @@ def test_a_gradient_is_asked_for_again_once_a_step_is_accepted(tmp_path, competi
     compact = script.prompts("function_gradient")[-1]
     assert "def fit_predict(X, y, X_new)" in compact and "# gome scaffold" not in compact and len(compact) < 4000
     assert "- one column: rejected" in compact and "- every column: accepted" in compact
-    # The gradient's direction reaches the small model's function request, with the changes tried before.
+    # The gradient's direction reaches the small model's function request; the changes tried before went to
+    # the gradient (below), not to the request that applies its direction.
     last = script.prompts("function_change")[-1]
-    assert "Make this change: Tune the regularisation" in last
-    assert "- one column: rejected" in last and "- every column: accepted" in last
+    assert "Make this change: Tune the regularisation" in last and "Changes tried before" not in last
+    assert "- one column: rejected" in script.prompts("function_change")[-2]  # a direct change sees them
 
 
 @pytest.mark.parametrize("model", [SMALL, "fake-model"])
