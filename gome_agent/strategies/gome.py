@@ -33,7 +33,9 @@ from gome_agent.strategies.step import Meter
 from gome_agent.strategies.views import DirectionView, fmt_score
 
 # After this many improve steps without a usable gradient (since the last accepted step), a trace stops
-# asking for one until a step is accepted: each failed gradient cost a weak model 30-50 s of its 8 minutes.
+# asking for the full form until a step is accepted: each failed one cost a weak model 30-110 s of its 8
+# minutes. The compact form is asked for at every step: it costs a few seconds, and a direction from it
+# gave the 0.5B model a concrete change where a change straight from the feedback was mostly a vague one.
 GRADIENT_FAILURES_BEFORE_DIRECT = 2
 # The compact gradient's reply: a problem line and a few one-line directions fit in far less; a small model
 # that loops is stopped early (its full gradient replies ran to 1,536 tokens, 100 s on a CPU).
@@ -57,7 +59,8 @@ class GomeStrategy(Strategy):
         if not self.opt.structured_gradient:
             return self.direct_step(record, meter)
         unusable = self.unusable_gradients()
-        if unusable >= GRADIENT_FAILURES_BEFORE_DIRECT:
+        compact = self.written_function(self.state.best_code or "", "gradient") is not None
+        if unusable >= GRADIENT_FAILURES_BEFORE_DIRECT and not compact:
             record.gradient_error = (f"the last {unusable} gradients of this trace could not be used; "
                                      "no diagnosis until a step is accepted")
             return self.direct_step(record, meter)
