@@ -1,6 +1,6 @@
 """Fixes gome makes to a solution itself, without asking the model, where the right change is certain.
 
-Three kinds, all common in a small model's code and cheap to get wrong when it is asked to fix them
+Four kinds, all common in a small model's code and cheap to get wrong when it is asked to fix them
 (the 0.5B model copied its code back unchanged, or "fixed" `n_jobs=THREADS` into `n_jobs=None`):
 
 - imports the static check knows (`np`, `os`, `StandardScaler`: `static_check.import_for`), added at
@@ -8,6 +8,9 @@ Three kinds, all common in a small model's code and cheap to get wrong when it i
 - a common scikit-learn name imported from the wrong module (`from sklearn.linear_model import
   RandomForestRegressor`: 2 failed runs of one 8-minute run of the 0.5B model), imported from its own
   module instead (`static_check.sklearn_home`), before the code is checked;
+- a name that an import on the failing line cannot import and that the code never uses (`ImportError:
+  cannot import name 'kappa' from 'sklearn.metrics'`: every draft of one 0.5B run failed on it, its
+  fixes copied back unchanged), removed from that import after the run;
 - a keyword argument that the called function does not take (`TypeError: ... got an unexpected keyword
   argument 'threads'`), removed from the one call on the failing line that passes it, after the run.
 
@@ -85,6 +88,42 @@ def move_misplaced_imports(code: str) -> tuple[str, list[str]]:
 
 def _alias(alias: ast.alias) -> str:
     return f"{alias.name} as {alias.asname}" if alias.asname else alias.name
+
+
+_CANNOT_IMPORT = re.compile(r"cannot import name '(?P<name>\w+)'")
+
+
+def drop_unused_failed_import(code: str, cause: Cause) -> tuple[str, str] | None:
+    """`code` without the name that `cause` (a run's ImportError) says the import on the failing line
+    cannot import, and what was done; None unless that name is imported there and used nowhere else."""
+    found = _CANNOT_IMPORT.search(cause.message)
+    if cause.exception != "ImportError" or found is None or cause.line is None:
+        return None
+    name = found.group("name")
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    statements = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.lineno == cause.line
+                  and any(a.name == name and a.asname is None for a in n.names)]
+    used = any(isinstance(n, ast.Name) and n.id == name or isinstance(n, ast.Attribute) and n.attr == name
+               for n in ast.walk(tree))
+    if len(statements) != 1 or used:
+        return None
+    node = statements[0]
+    lines = code.splitlines(keepends=True)
+    first = lines[node.lineno - 1]
+    indent = first[:len(first) - len(first.lstrip())]
+    kept = [a for a in node.names if a.name != name]
+    text = [f"{indent}from {'.' * node.level}{node.module or ''} import {', '.join(map(_alias, kept))}\n"] if kept \
+        else ([f"{indent}pass\n"] if indent else [])  # an import alone in a block leaves the block a statement
+    lines[node.lineno - 1:node.end_lineno] = text
+    fixed = "".join(lines)
+    try:
+        ast.parse(fixed)
+    except SyntaxError:
+        return None
+    return fixed, f"line {cause.line}: removed the unused import of `{name}`, which {node.module} does not have"
 
 
 def drop_unexpected_keyword(code: str, cause: Cause) -> tuple[str, str] | None:

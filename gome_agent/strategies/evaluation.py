@@ -27,7 +27,12 @@ from gome_agent.errors import TaskError
 from gome_agent.execution.executor import RunResult, RunSpec
 from gome_agent.execution.failures import Cause, code_excerpt, failure_cause, last_traceback
 from gome_agent.execution.scheduler import LeaseTimeout, is_gpu_oom, needs_gpu
-from gome_agent.execution.autofix import add_missing_imports, drop_unexpected_keyword, move_misplaced_imports
+from gome_agent.execution.autofix import (
+    add_missing_imports,
+    drop_unexpected_keyword,
+    drop_unused_failed_import,
+    move_misplaced_imports,
+)
 from gome_agent.execution.static_check import check_code, tables_named
 from gome_agent.records.events import Note
 from gome_agent.records.housekeeping import free_space_problem
@@ -128,7 +133,7 @@ class Evaluator:
             assert failure is not None
             label = "smoke run" if ev.failed_in == "smoke" else "run"
             what = ev.message + (f" ({ev.cause})" if ev.cause else "")
-            fixed = drop_unexpected_keyword(ev.code, ev.cause) \
+            fixed = (drop_unexpected_keyword(ev.code, ev.cause) or drop_unused_failed_import(ev.code, ev.cause)) \
                 if ev.cause is not None and self.services.config.execution.auto_fixes else None
             if fixed is not None:
                 ev.code, done = fixed

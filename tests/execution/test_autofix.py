@@ -6,7 +6,12 @@ import sys
 
 import pytest
 
-from gome_agent.execution.autofix import add_missing_imports, drop_unexpected_keyword, move_misplaced_imports
+from gome_agent.execution.autofix import (
+    add_missing_imports,
+    drop_unexpected_keyword,
+    drop_unused_failed_import,
+    move_misplaced_imports,
+)
 from gome_agent.execution.failures import Cause, failure_cause
 from gome_agent.execution.static_check import check_code
 from tests.scripted_agent import DRAFT
@@ -107,3 +112,38 @@ def test_a_common_scikit_learn_name_imported_from_the_wrong_module_is_imported_f
 ])
 def test_imports_gome_is_not_sure_of_are_left_as_they_are(code):
     assert move_misplaced_imports(code) == (code, [])
+
+
+KAPPA = ("import numpy as np\n"
+         "from sklearn.metrics import kappa, cohen_kappa_score\n"
+         "def fit_predict(X, y, X_new):\n"
+         "    from sklearn.metrics import kappa\n"
+         "    return np.zeros(len(X_new))\n")
+
+
+def test_a_name_an_import_cannot_import_is_removed_when_the_code_never_uses_it():
+    # As a 0.5B run's drafts imported it (unused), each failing before its first line of work.
+    stderr = ("Traceback (most recent call last):\n  File \"main.py\", line 2, in <module>\n"
+              "    from sklearn.metrics import kappa, cohen_kappa_score\n"
+              "ImportError: cannot import name 'kappa' from 'sklearn.metrics' (/x/sklearn/metrics/__init__.py)\n")
+    cause = failure_cause(stderr)
+    fixed, done = drop_unused_failed_import(KAPPA, cause)
+    assert fixed.splitlines()[1] == "from sklearn.metrics import cohen_kappa_score"
+    assert done == "line 2: removed the unused import of `kappa`, which sklearn.metrics does not have"
+    # The import alone on its line inside the function goes, and the block keeps a statement.
+    inner = Cause("ImportError", "cannot import name 'kappa' from 'sklearn.metrics'", line=4)
+    fixed, _ = drop_unused_failed_import(KAPPA, inner)
+    assert "    from sklearn.metrics import kappa\n" not in fixed and "    pass\n" in fixed
+    exec(compile(fixed.replace("from sklearn.metrics import kappa, ", "from sklearn.metrics import "), "main.py",
+                 "exec"), {})
+
+
+@pytest.mark.parametrize("cause", [
+    Cause("ImportError", "cannot import name 'kappa' from 'sklearn.metrics'", line=3),  # no import on that line
+    Cause("ModuleNotFoundError", "No module named 'kappa'", line=2),
+    Cause("ImportError", "cannot import name 'np' from 'numpy'", line=1),
+])
+def test_an_import_is_kept_unless_the_failing_name_is_imported_there_and_unused(cause):
+    assert drop_unused_failed_import(KAPPA, cause) is None
+    used = KAPPA.replace("return np.zeros(len(X_new))", "return kappa(X_new)")
+    assert drop_unused_failed_import(used, Cause("ImportError", "cannot import name 'kappa' from 'x'", line=2)) is None
