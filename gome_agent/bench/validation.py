@@ -2,29 +2,35 @@
 
 Real runs (real executor, real solution code, the scripted LLM choosing the changes) on a
 synthetic binary-classification competition whose private test labels give every step's true
-quality. Each run is a draft followed by a shuffled schedule of updates of four kinds:
+quality. Each run is a draft followed by a shuffled schedule of updates of five kinds:
 
 - honest: two more informative features, a pair not tried before (as an agent that learns from a
   rejected step tries another idea); validated out of fold on gome's folds, reported truly;
 - leak: an unpruned tree fitted on every training row and scored on the rows it was fitted on
   (it reports about 1.0; its true quality is far below the logistic model's);
 - train-rows: the best's model, scored on the rows it was fitted on (a small self-inflation);
-- noise: the best's model with another regularisation strength, scored on one random split of
-  its own (the same true quality, a noisy claim).
+- noise: the best's model unchanged, scored out of fold on a shuffle of its own and claimed as
+  gome's folds (the same predictions, so the same true quality, with a noisy claim: the issue's
+  "pure noise around a fixed quality");
+- retune: the best's model with another regularisation strength, scored on one random split of its
+  own (a real change whose true effect is a hair either way, with a noisy claim).
 
 Every schedule is run under two protocols, the same LLM replies for both:
 - old: the solutions' own scores (`validation.scoring = "self-reported"`) and the paper's plain
   rule (`optimizer.acceptance = "plain"`, any gain is accepted);
 - new: gome scores held-out rows itself (`"gome"`) and a gain must beat the noise (`"noise"`).
 
-A spurious acceptance is an accepted update of a kind other than honest. The final submission is
+A spurious acceptance is an accepted leak, train-rows or noise update; a retune is not spurious
+(its true effect is real, if tiny) and has a scenario of its own. The final submission is
 the run's best in place (no final-selection re-runs, so that the acceptance rule alone decides;
 under the new protocol, refitted on every labelled row as every gome-scored run does), graded on
-the private test labels. Goals (issue #13): no leak or train-rows step is ever accepted
-under the new protocol, and its final submission's true quality is at least the old one's in
-every scenario and seed. Each case also reports the new minus the old final's true AUC with a 95 %
-paired bootstrap interval over the private test rows (`paired_interval`), so that a difference the
-1,500 test rows cannot resolve is shown as such.
+the private test labels. Goals (issue #13): no leak, train-rows or noise step is ever accepted
+under the new protocol, and its final submission's true quality is at least the old one's in every
+seed of the leak, train-rows and noise scenarios. Each case also reports the new minus the old
+final's true AUC with a 95 % paired bootstrap interval over the private test rows
+(`paired_interval`), so that a difference the 1,500 test rows cannot resolve is shown as such; in
+the retune scenario, whose updates change the truth by hairs either way, the check is that the new
+protocol's final is never significantly worse (the interval's upper end is not below zero).
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from gome_agent.llm.types import Message
 from gome_agent.records.events import EventLog, Refit, StepRecord
 from gome_agent.run.coordinator import run
 
-Kind = Literal["honest", "leak", "train-rows", "noise"]
+Kind = Literal["honest", "leak", "train-rows", "noise", "retune"]
 Protocol = Literal["old", "new"]
 SPURIOUS: tuple[Kind, ...] = ("leak", "train-rows", "noise")
 SCENARIOS: dict[str, tuple[Kind, ...]] = {
@@ -64,6 +70,7 @@ SCENARIOS: dict[str, tuple[Kind, ...]] = {
     "leak": ("honest",) * 3 + ("leak",) * 4,
     "train-rows": ("honest",) * 3 + ("train-rows",) * 4,
     "noise": ("honest",) * 3 + ("noise",) * 4,
+    "retune": ("honest",) * 3 + ("retune",) * 4,
 }
 PROTOCOLS: dict[Protocol, dict[str, dict[str, object]]] = {
     "old": {"validation": {"scoring": "self-reported"}, "optimizer": {"acceptance": "plain"}},
@@ -120,6 +127,10 @@ for k in sorted(set(fold)):
 model = new_model().fit(X, y)
 if PLAN["report"] == "train":  # scored on the rows it was fitted on
     report = {{"score": float(roc_auc_score(y, model.predict_proba(X)[:, 1]))}}
+elif PLAN["report"] == "own-folds":  # the same model out of fold on a shuffle of its own, claimed as gome's
+    own = [float(roc_auc_score(y[rows], new_model().fit(X[fit], y[fit]).predict_proba(X[rows])[:, 1]))
+           for fit, rows in StratifiedKFold(len(folds), shuffle=True, random_state=PLAN["split_seed"]).split(X, y)]
+    report = {{"score": float(np.mean(own)), "folds": own}}
 elif PLAN["report"] == "split":  # one random split of its own
     Xa, Xb, ya, yb = train_test_split(X, y, test_size=0.2, random_state=PLAN["split_seed"], stratify=y)
     report = {{"score": float(roc_auc_score(yb, new_model().fit(Xa, ya).predict_proba(Xb)[:, 1]))}}
@@ -139,12 +150,13 @@ DRAFT_PLAN = {"features": [0, 1], "model": "logistic", "c": 1.0, "report": "fold
 PAIRS = [[2, 3], [4, 5], [6, 7]]  # the honest updates' feature pairs, in the order they are tried
 _REASK = "That reply could not be applied"
 _PLAN_LINE = re.compile(r"^PLAN = (\{.*\})$", re.MULTILINE)
-_KIND_TAG = re.compile(r"^\[(honest|leak|train-rows|noise)\]")
+_KIND_TAG = re.compile(r"^\[(honest|leak|train-rows|noise|retune)\]")
 HYPOTHESES: dict[Kind, str] = {
     "honest": "Use two more of the informative features",
     "leak": "Fit an unpruned decision tree on every training row and score it on them",
     "train-rows": "Score the model on the rows it was fitted on",
-    "noise": "Try another regularisation strength, checked on a fresh random split",
+    "noise": "Check the model again on a fresh shuffle of the folds",
+    "retune": "Try another regularisation strength, checked on a fresh random split",
 }
 
 
@@ -225,6 +237,8 @@ class ScheduledPolicy:
             plan.update(model="tree", report="train")
         elif kind == "train-rows":
             plan["report"] = "train"
+        elif kind == "noise":
+            plan.update(report="own-folds", split_seed=self.rng.randrange(10**6))
         else:
             plan.update(c=round(10 ** self.rng.uniform(-1.5, 1.5), 4), report="split",
                         split_seed=self.rng.randrange(10**6))
@@ -378,8 +392,9 @@ def summarize(outcomes: list[RunOutcome]) -> dict[str, object]:
                 "scenario": scenario, "protocol": protocol, "runs": len(mine),
                 "honest_accepted": sum(o.accepted("honest") for o in mine),
                 "honest_offered": sum(s.kind == "honest" for o in mine for s in o.steps),
-                "spurious_accepted": sum(o.spurious for o in mine),
-                "spurious_offered": sum(s.kind in SPURIOUS for o in mine for s in o.steps),
+                # the updates of the scenario's own kind (spurious but for retune)
+                "kind_accepted": sum(o.accepted(scenario) for o in mine),
+                "kind_offered": sum(s.kind == scenario for o in mine for s in o.steps),
                 "final_true_mean": round(statistics.fmean(finals), 4) if finals else None,
                 "final_true_by_seed": {o.seed: None if o.final_true is None else round(o.final_true, 4) for o in mine},
             })
@@ -388,28 +403,32 @@ def summarize(outcomes: list[RunOutcome]) -> dict[str, object]:
     not_worse = all(
         o.final_true is not None and (old := by_case.get((o.scenario, o.seed, "old"))) is not None
         and (old.final_true is None or o.final_true >= old.final_true - 1e-12)
-        for o in new
+        for o in new if o.scenario in SPURIOUS
     )
+    # A retune's true effect is a hair either way: the new protocol may miss one the old took by luck,
+    # but must not end significantly worse on the test rows.
+    retune_not_worse = all(o.final_true is not None and (o.versus_old is None or o.versus_old.high >= 0)
+                           for o in new if o.scenario == "retune")
     return {
         "rows": rows,
         "new_minus_old": [{"scenario": o.scenario, "seed": o.seed, **o.versus_old.model_dump()}
                           for o in new if o.versus_old is not None],
         "goals": {
-            "no_leak_or_inflated_step_accepted_under_new": all(o.accepted("leak") + o.accepted("train-rows") == 0
-                                                               for o in new),
+            "no_leak_inflated_or_noise_step_accepted_under_new": all(o.spurious == 0 for o in new),
             "new_final_true_quality_at_least_old_in_every_case": not_worse,
+            "retune_new_final_never_significantly_below_old": retune_not_worse,
         },
     }
 
 
 def table(summary: dict[str, object]) -> str:
     """The summary as a Markdown table (docs/benchmarks.md)."""
-    lines = ["| scenario | protocol | honest accepted | spurious accepted | final true AUC (mean) | by seed |",
+    lines = ["| scenario | protocol | honest accepted | scenario's kind accepted | final true AUC (mean) | by seed |",
              "|---|---|---|---|---|---|"]
     for row in summary["rows"]:  # type: ignore[attr-defined]
         seeds = ", ".join(f"{v:.4f}" if v is not None else "none" for v in row["final_true_by_seed"].values())
         lines.append(f"| {row['scenario']} | {row['protocol']} | {row['honest_accepted']}/{row['honest_offered']} | "
-                     f"{row['spurious_accepted']}/{row['spurious_offered']} | {row['final_true_mean']} | {seeds} |")
+                     f"{row['kind_accepted']}/{row['kind_offered']} | {row['final_true_mean']} | {seeds} |")
     differences = [d for d in summary.get("new_minus_old", []) if d["value"] != 0]  # type: ignore[attr-defined]
     if differences:
         lines += ["", "| scenario | seed | new - old, true AUC | 95 % paired bootstrap interval |", "|---|---|---|---|"]

@@ -34,7 +34,7 @@ def _update_prompt(plan: dict[str, object]) -> list[Message]:
 
 
 def test_each_kind_changes_the_plan_as_documented():
-    policy = ScheduledPolicy(["honest", "leak", "train-rows", "noise"], seed=3)
+    policy = ScheduledPolicy(["honest", "leak", "train-rows", "noise", "retune"], seed=3)
     honest = policy.change(DRAFT_PLAN, "honest")
     assert honest["features"] == [0, 1, 2, 3] and honest["report"] == "folds" and honest["model"] == "logistic"
     # The next honest change tries the next pair, also when the last one was rejected (made to the draft).
@@ -42,8 +42,12 @@ def test_each_kind_changes_the_plan_as_documented():
     assert policy.change({**DRAFT_PLAN, "features": [0, 1, 2, 3]}, "honest")["features"] == [0, 1, 2, 3, 6, 7]
     assert policy.change(DRAFT_PLAN, "leak") == {**DRAFT_PLAN, "model": "tree", "report": "train"}
     assert policy.change(DRAFT_PLAN, "train-rows") == {**DRAFT_PLAN, "report": "train"}
+    # noise: the same model (the same true quality), claimed on a shuffle of its own
     noise = policy.change(DRAFT_PLAN, "noise")
-    assert noise["report"] == "split" and noise["features"] == [0, 1] and noise["c"] != DRAFT_PLAN["c"]
+    assert noise == {**DRAFT_PLAN, "report": "own-folds", "split_seed": noise["split_seed"]}
+    assert policy.change(noise, "noise")["split_seed"] != noise["split_seed"]
+    retune = policy.change(DRAFT_PLAN, "retune")
+    assert retune["report"] == "split" and retune["features"] == [0, 1] and retune["c"] != DRAFT_PLAN["c"]
 
 
 def test_the_update_reply_edits_the_plan_line_of_the_best_and_tags_its_kind():
@@ -87,15 +91,31 @@ def test_the_goals_fail_when_the_new_protocol_accepts_a_leak_or_ends_worse():
     old = _outcome("old", 0, 0.70, [("draft", "accepted"), ("leak", "accepted"), ("honest", "rejected")])
     good = _outcome("new", 0, 0.80, [("draft", "accepted"), ("leak", "failed"), ("honest", "accepted")])
     summary = summarize([old, good])
-    assert summary["goals"] == {"no_leak_or_inflated_step_accepted_under_new": True,
-                                "new_final_true_quality_at_least_old_in_every_case": True}
+    assert summary["goals"] == {"no_leak_inflated_or_noise_step_accepted_under_new": True,
+                                "new_final_true_quality_at_least_old_in_every_case": True,
+                                "retune_new_final_never_significantly_below_old": True}
     rows = {r["protocol"]: r for r in summary["rows"]}
-    assert rows["old"]["spurious_accepted"] == 1 and rows["new"]["honest_accepted"] == 1
+    assert rows["old"]["kind_accepted"] == 1 and rows["new"]["honest_accepted"] == 1
     assert "| leak | old | 0/1 | 1/1 | 0.7 | 0.7000 |" in table(summary)
     leaked = _outcome("new", 0, 0.80, [("draft", "accepted"), ("leak", "accepted")])
-    assert not summarize([old, leaked])["goals"]["no_leak_or_inflated_step_accepted_under_new"]
+    assert not summarize([old, leaked])["goals"]["no_leak_inflated_or_noise_step_accepted_under_new"]
+    noisy = _outcome("new", 0, 0.80, [("draft", "accepted"), ("noise", "accepted")])
+    assert not summarize([old, noisy])["goals"]["no_leak_inflated_or_noise_step_accepted_under_new"]
     worse = _outcome("new", 0, 0.69, [("draft", "accepted"), ("leak", "failed")])
     assert not summarize([old, worse])["goals"]["new_final_true_quality_at_least_old_in_every_case"]
+
+
+def test_a_retune_case_fails_its_goal_only_when_the_new_final_is_significantly_worse():
+    old = _outcome("old", 1, 0.80, [("draft", "accepted"), ("retune", "accepted")])
+    old.scenario = "retune"
+    new = _outcome("new", 1, 0.79997, [("draft", "accepted"), ("retune", "rejected")])
+    new.scenario = "retune"
+    new.versus_old = Difference(value=-0.00003, low=-0.0001, high=0.00005)  # within what the rows resolve
+    goals = summarize([old, new])["goals"]
+    assert goals["retune_new_final_never_significantly_below_old"]
+    assert goals["new_final_true_quality_at_least_old_in_every_case"]  # not a goal of the retune scenario
+    new.versus_old = Difference(value=-0.01, low=-0.02, high=-0.001)
+    assert not summarize([old, new])["goals"]["retune_new_final_never_significantly_below_old"]
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +145,27 @@ def test_a_leak_fools_the_old_protocol_and_not_the_new_one(tmp_path, synthetic):
     difference = compare_finals(tmp_path / "new", tmp_path / "old", synthetic)
     assert difference.value == pytest.approx(new.final_true - old.final_true)
     assert 0 < difference.low < difference.value < difference.high
+
+
+def test_a_noise_step_keeps_the_true_quality_and_only_the_old_protocol_believes_its_claim(tmp_path, synthetic):
+    # Two noise steps: the same model claimed on two shuffles of its own, so one of the claims is likely
+    # above the draft's; the predictions, and so the true quality, are the draft's in every step.
+    case = Case("noise", 0, ["noise", "noise"])
+    old = run_case(case, "old", synthetic, tmp_path / "old")
+    new = run_case(case, "new", synthetic, tmp_path / "new")
+    for outcome in (old, new):
+        assert [s.kind for s in outcome.steps] == ["draft", "noise", "noise"]
+        assert [s.true for s in outcome.steps] == [outcome.steps[0].true] * 3
+    claims = [s.reported for s in old.steps]
+    assert len(set(claims)) == 3  # three different claims of one model
+    # The old protocol takes a claim above the best's; the new one measures no gain and takes none.
+    best = claims[0]
+    for step in old.steps[1:]:
+        assert step.status == ("accepted" if step.reported > best else "rejected")
+        best = max(best, step.reported)
+    assert [s.status for s in new.steps[1:]] == ["rejected", "rejected"]
+    assert [s.measured for s in new.steps[1:]] == [new.steps[0].measured] * 2
+    assert compare_finals(tmp_path / "new", tmp_path / "old", synthetic).value == pytest.approx(0, abs=0.02)
 
 
 def test_the_paired_interval_resolves_a_real_difference_and_not_a_hair():
