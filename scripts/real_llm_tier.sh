@@ -26,6 +26,7 @@ t1=$(date +%s)
 echo "real-LLM tier: prepared in $((t1 - t0)) s"
 
 export GOME_TIER_REPORT="${GOME_TIER_REPORT:-$(mktemp)}"
+# GOME_TIER_KEEP=<folder>: the run's folder is copied there (events, llm_calls.jsonl, code, report).
 timeout "$TEST_TIMEOUT_S" python -m pytest -m real_llm -q
 echo "real-LLM tier: $(cat "$GOME_TIER_REPORT" 2>/dev/null || echo 'no run summary written')"
 t2=$(date +%s)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,9 @@ def test_short_run_against_the_local_model_ends_graded(tmp_path, request):
             execution={"min_run_seconds": 10},
         )
         summary = run(config)
+    if os.environ.get("GOME_TIER_KEEP"):
+        # The run folder outlives pytest's temporary directories, to read why a run ended where it did.
+        shutil.copytree(config.workdir, os.environ["GOME_TIER_KEEP"], dirs_exist_ok=True)
     events = EventLog(config.workdir / "events.jsonl")
     calls = [json.loads(line) for line in (config.workdir / "llm_calls.jsonl").read_text().splitlines()]
     assert calls and calls[0]["role"] == "task" and calls[0]["status"] == "ok"
