@@ -30,6 +30,7 @@ from gome_agent.optimizer.edits import (
     program_key,
     new_code,
     salvage_cut,
+    script_model,
     summary_line,
     unwritten,
 )
@@ -148,7 +149,10 @@ class Strategy(ABC):
         finished: `salvage_cut`); it is re-asked with that reason (edits only, or a more compact file).
         A reply whose edits do not apply is re-asked with the exact reason (`max_reply_edit_retries`
         times); when its edits still fail, the whole file is asked for once (not of a reply asked for
-        one function) before the step gives up (StepFailed).
+        one function) before the step gives up (StepFailed). A weak model (`is_weak_model`) is re-asked
+        afresh instead, the reason added to the request, without its unusable reply, which it would copy.
+        A reply asked for one function that holds a script instead gives the function its model
+        (`script_model`).
         """
         tags = {"trace": self.index, "step": self.state.next_step}
         re_asks, whole_file = self.opt.max_reply_edit_retries, function is not None
@@ -166,6 +170,7 @@ class Strategy(ABC):
         # the output limit, minutes on a CPU) is cut much earlier.
         functions_only = function is not None or (role == "draft" and current is not None)
         limit = min(SCAFFOLD_REPLY_TOKENS, self.cfg.llm.max_output_tokens) if functions_only else None
+        asked, weak = messages, is_weak_model(self.cfg.llm.model_for(role))
         for attempt in itertools.count():
             completion = self.services.llm.complete(messages, role=role, deadline=self.services.budget.deadline,
                                                     tags={**tags, "reask": attempt} if attempt else tags,
@@ -185,7 +190,7 @@ class Strategy(ABC):
                 elif salvaged:
                     code, summary = salvaged, summary_line(completion.text)
                 elif function is not None and current is not None:
-                    code, summary = function_reply(completion.text, current, function)
+                    code, summary = self._function_reply(completion.text, current, function, meter)
                 else:
                     code, summary = new_code(completion.text, current)
                 if role != "draft" and code == current:
@@ -220,6 +225,13 @@ class Strategy(ABC):
                     change = f", with this change made: {announced}" if announced and role != "draft" else ""
                     ask = _CODE_ONLY_SCAFFOLD.format(signature=def_line(current, function or "fit_predict"),
                                                      change=change) if current is not None else _CODE_ONLY
+                elif attempt < re_asks and not cut and weak and asked[-1].role == "user":
+                    # Shown its unusable reply and asked again, the 0.5B model copied it back word for word
+                    # (8 of 9 re-asks of a script instead of fit_predict); asked afresh, it samples anew.
+                    messages = [*asked[:-1], Message(role="user", content=(
+                        f"{asked[-1].content}\n\nAn earlier reply to this request could not be applied: {exc}. "
+                        "Do not repeat it."))]
+                    continue
                 elif attempt < re_asks:
                     shorter = _SHORTER_FUNCTIONS if functions_only else _SHORTER_EDITS if current \
                         else _SHORTER_FILE
@@ -234,6 +246,19 @@ class Strategy(ABC):
                 messages = [*messages, Message(role="assistant", content=_shown(completion.text, cut)),
                             Message(role="user", content=ask)]
         raise AssertionError("unreachable")
+
+    def _function_reply(self, reply: str, current: str, function: str, meter: Meter) -> tuple[str, str]:
+        """`function_reply`, or else the model of the script the reply holds taken into `function`
+        (`script_model`); the step records that as an auto fix."""
+        try:
+            return function_reply(reply, current, function)
+        except EditError:
+            plan = self.services.task.scaffold
+            taken = script_model(reply, current, function, plan.prediction if plan else None)
+            if taken is None:
+                raise
+        meter.auto_fixes.append(f"took the model `{taken.estimator}` of the reply's script into {function}")
+        return taken.code, summary_line(reply)
 
     # The proposals ---------------------------------------------------------------------
     def draft(self, record: StepRecord, meter: Meter, also_avoid: list[str] | None = None) -> Proposal:

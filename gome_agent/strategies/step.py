@@ -93,7 +93,7 @@ class TraceState:
 
 @dataclass
 class Meter:
-    """LLM and run time, calls and tokens spent in one step.
+    """LLM and run time, calls and tokens spent in one step, and what gome made of its replies itself.
 
     LLM time is the whole wall time of the step's calls: waits for a server slot, failed attempts
     and retries, and calls that failed altogether (they return no Completion to `add`), as the
@@ -108,6 +108,8 @@ class Meter:
     output_tokens: int = 0
     cost_usd: float = 0.0
     llm_clock: LLMTime = field(default_factory=thread_llm_time)  # this thread's LLM clock when the step began
+    # Replies gome used other than as asked (a script's model taken into fit_predict), as the step's auto fixes.
+    auto_fixes: list[str] = field(default_factory=list)
 
     @property
     def llm_s(self) -> float:

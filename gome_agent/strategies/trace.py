@@ -139,6 +139,7 @@ class Trace:
         record.llm_calls = meter.calls
         record.input_tokens, record.output_tokens = meter.input_tokens, meter.output_tokens
         record.cost_usd = round(meter.cost_usd, 6)
+        record.auto_fixes = [*meter.auto_fixes, *(f for f in record.auto_fixes if f not in meter.auto_fixes)]
         self.state.steps.append(record)
         self.services.events.write(record)
         if record.accepted:

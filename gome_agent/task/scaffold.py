@@ -56,6 +56,14 @@ class ScaffoldPlan(BaseModel):
     folds_file: str = FOLDS_FILE
     predictions_file: str = PREDICTIONS_FILE
 
+    @property
+    def prediction(self) -> str | None:
+        """What fit_predict returns for a fitted `model` (one label column only; None otherwise)."""
+        if len(self.labels) != 1 or self.kind is None:
+            return None
+        return {"probability": "model.predict_proba(X_new)[:, 1]",
+                "class_probabilities": "model.predict_proba(X_new)"}.get(self.kind, "model.predict(X_new)")
+
 
 def _kind(metric: str, form: str, variant: str | None) -> Kind | str:
     if form == "class_probabilities":

@@ -258,3 +258,64 @@ def test_a_line_reply_that_breaks_the_code_is_refused():
         line_reply("```python\nif m:\n```", code, 2)
     with pytest.raises(EditError, match="main.py has no line 9"):
         line_reply("```python\nx = 1\n```", code, 9)
+
+
+# The 0.5B model's script in reply to "write fit_predict" (real-LLM tier, 2026-12-06): it loads, splits, fits and
+# prints by itself, with an import that does not exist (accuracy_score is in sklearn.metrics).
+SCRIPT = ("```python\n# Approach: Random Forest with 300 trees\nimport pandas as pd\n"
+          "from sklearn.model_selection import train_test_split, accuracy_score\n"
+          "from sklearn.ensemble import RandomForestClassifier\n\nX = pd.read_csv('train.csv')\n"
+          "X_train, X_test, y_train, y_test = train_test_split(X, X.y, test_size=0.2, random_state=SEED)\n"
+          "model = RandomForestClassifier(n_estimators=300, random_state=SEED, n_jobs=THREADS)\n"
+          "model.fit(X_train, y_train)\nprint(model.predict_proba(X_test)[:, 1])\n```\n")
+PROBABILITY = "model.predict_proba(X_new)[:, 1]"
+
+
+def test_a_script_instead_of_the_draft_function_gives_it_its_model():
+    from gome_agent.optimizer.edits import script_model
+
+    taken = script_model(SCRIPT, SCAFFOLD, "fit_predict", PROBABILITY)
+    assert taken is not None
+    assert taken.estimator == "RandomForestClassifier(n_estimators=300, random_state=SEED, n_jobs=THREADS)"
+    assert function_source(taken.code, "fit_predict") == (
+        'def fit_predict(X, y, X_new):\n    """Doc."""\n'
+        "    model = RandomForestClassifier(n_estimators=300, random_state=SEED, n_jobs=THREADS)\n"
+        "    model.fit(X, y)\n    return model.predict_proba(X_new)[:, 1]")
+    # Only the estimator's import comes along; the script's loading, splitting and printing stay out.
+    assert taken.code.startswith("import pandas as pd\nfrom sklearn.ensemble import RandomForestClassifier\n")
+    assert "train_test_split" not in taken.code and "accuracy_score" not in taken.code
+    assert taken.code.endswith("train = pd.read_csv('input/train.csv')\nprint(fit_predict(train, train.y, train))\n")
+    # Without a return expression for the task (several label columns), a draft gets nothing from a script.
+    assert script_model(SCRIPT, SCAFFOLD, "fit_predict", None) is None
+
+
+def test_a_script_instead_of_a_changed_function_changes_only_its_estimator():
+    from gome_agent.optimizer.edits import script_model
+
+    best = ("import numpy as np\nfrom sklearn.linear_model import LogisticRegression\n\n\n"
+            "def fit_predict(X, y, X_new):\n    clf = LogisticRegression(\n        C=1.0,\n    )\n"
+            "    clf.fit(np.log1p(X), y)\n    return clf.predict_proba(np.log1p(X_new))[:, 1]\n\n\nprint(1)\n")
+    chained = ("Change: boosting\n```python\nfrom sklearn.ensemble import GradientBoostingClassifier as GBC\n"
+               "gbm = GBC(learning_rate=0.05, random_state=SEED).fit(X_train, y_train)\nprint(gbm.score(X_test, y_test))\n```")
+    taken = script_model(chained, best, "fit_predict", PROBABILITY)
+    assert taken is not None and taken.estimator == "GBC(learning_rate=0.05, random_state=SEED)"
+    # The function's own variable, fit and predictions stay; the estimator over three lines became one line.
+    assert function_source(taken.code, "fit_predict") == (
+        "def fit_predict(X, y, X_new):\n    clf = GBC(learning_rate=0.05, random_state=SEED)\n"
+        "    clf.fit(np.log1p(X), y)\n    return clf.predict_proba(np.log1p(X_new))[:, 1]")
+    assert "from sklearn.ensemble import GradientBoostingClassifier as GBC\n" in taken.code
+    assert taken.code.endswith("\n\n\nprint(1)\n")
+
+
+@pytest.mark.parametrize("reply", [
+    # The estimator's argument is computed by the script: taken alone, it would be an undefined name.
+    SCRIPT.replace("n_estimators=300", "n_estimators=n_trees"),
+    # A model that is never fitted, and no code at all.
+    SCRIPT.replace("model.fit(X_train, y_train)\n", ""),
+    "Approach: a random forest",
+    "```python\nmodel = RandomForestClassifier(\n```",
+])
+def test_a_script_without_a_usable_model_gives_nothing(reply):
+    from gome_agent.optimizer.edits import script_model
+
+    assert script_model(reply, SCAFFOLD, "fit_predict", PROBABILITY) is None

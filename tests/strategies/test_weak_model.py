@@ -235,11 +235,7 @@ def test_a_script_in_reply_to_the_function_request_gives_only_its_fit_predict(tm
                     "train = pd.read_csv('train.csv')\n\n\ndef fit_predict(X, y, X_new):\n"
                     "    return LogisticRegression(max_iter=3000).fit(X, y).predict_proba(X_new)[:, 1]\n\n\n"
                     "print(fit_predict(train, train['target'], train))\n```\n")
-    script = Script().add("task_analysis", analysis_reply()).add("function", script_reply)
-    fake_llm.set_responder(script)
-    config = small(make_config(tmp_path, competition, fake_llm, max_steps=1))
-    start(config, monkeypatch)
-    (draft,) = steps_of(config)
+    _, config, draft = drafted(tmp_path, competition, fake_llm, monkeypatch, (script_reply,))
     assert draft.status == "accepted" and draft.scaffolded and draft.llm_calls == 1
     code = (config.workdir / draft.code_dir / "main.py").read_text()
     assert code.startswith("# gome scaffold") and "LogisticRegression(max_iter=3000)" in code
@@ -251,15 +247,21 @@ def saying(reply: str, summary: str) -> str:
     return reply.replace("Approach: logistic regression on every numeric column", f"Change: {summary}")
 
 
-def fixed_draft(tmp_path, competition, fake_llm, monkeypatch, function: str, *fixes: str):
-    """A small model's one-step run whose draft is `function`, and whose fix requests get `fixes` in turn."""
-    script = (Script().add("task_analysis", analysis_reply()).add("function", function)
-              .add("function_fix", *fixes))
+def drafted(tmp_path, competition, fake_llm, monkeypatch, functions: tuple[str, ...], fixes: tuple[str, ...] = ()):
+    """A small model's one-step run whose draft requests get `functions` in turn, and its fix requests `fixes`."""
+    script = Script().add("task_analysis", analysis_reply()).add("function", *functions)
+    if fixes:
+        script.add("function_fix", *fixes)
     fake_llm.set_responder(script)
     config = small(make_config(tmp_path, competition, fake_llm, max_steps=1))
     start(config, monkeypatch)
     (draft,) = steps_of(config)
     return script, config, draft
+
+
+def fixed_draft(tmp_path, competition, fake_llm, monkeypatch, function: str, *fixes: str):
+    """A small model's one-step run whose draft is `function`, and whose fix requests get `fixes` in turn."""
+    return drafted(tmp_path, competition, fake_llm, monkeypatch, (function,), fixes)
 
 
 def test_a_fix_that_copies_the_failing_function_back_is_re_asked(tmp_path, competition, fake_llm, monkeypatch):
@@ -330,3 +332,39 @@ def test_a_change_to_code_an_earlier_step_already_ran_is_re_asked(tmp_path, comp
     reask = script.prompts("function_change")[2]
     assert f"the reply's code is the code step 2 already ran (rejected, {steps[1].score:.6f}); make a different change" \
         in reask
+
+
+# The 0.5B model's usual unusable draft (real-LLM tier): a script that loads, splits, fits and prints itself.
+SCRIPT_WITH_A_MODEL = ("```python\n# Approach: a random forest\nimport pandas as pd\n"
+                       "from sklearn.ensemble import RandomForestClassifier\n"
+                       "from sklearn.model_selection import train_test_split\n\nX = pd.read_csv('train.csv')\n"
+                       "X_train, X_test, y_train, y_test = train_test_split(X, X.target, random_state=SEED)\n"
+                       "model = RandomForestClassifier(n_estimators=20, random_state=SEED, n_jobs=THREADS)\n"
+                       "model.fit(X_train, y_train)\nprint(model.predict_proba(X_test)[:, 1])\n```\n")
+
+
+def test_a_script_instead_of_the_draft_function_runs_with_its_model(tmp_path, competition, fake_llm, monkeypatch):
+    _, config, draft = drafted(tmp_path, competition, fake_llm, monkeypatch, (SCRIPT_WITH_A_MODEL,))
+    # Not asked again: the script's model went into the scaffold's fit_predict, and it ran.
+    assert draft.status == "accepted" and draft.scaffolded and draft.llm_calls == 1
+    assert draft.hypothesis == "a random forest"
+    assert draft.auto_fixes == ["took the model `RandomForestClassifier(n_estimators=20, random_state=SEED, "
+                                "n_jobs=THREADS)` of the reply's script into fit_predict"]
+    code = (config.workdir / draft.code_dir / "main.py").read_text()
+    assert code.startswith("# gome scaffold") and "read_csv('train.csv')" not in code
+    assert ("    model = RandomForestClassifier(n_estimators=20, random_state=SEED, n_jobs=THREADS)\n"
+            "    model.fit(X, y)\n    return model.predict_proba(X_new)[:, 1]\n") in code
+
+
+def test_a_small_model_is_re_asked_afresh_without_its_unusable_reply(tmp_path, competition, fake_llm, monkeypatch):
+    unusable = "```python\n# Approach: print the data\nprint('no model here')\n```\n"
+    script, _, draft = drafted(tmp_path, competition, fake_llm, monkeypatch, (unusable, FUNCTIONS))
+    assert draft.status == "accepted" and draft.llm_calls == 2
+    first, again = [r for name, r in script.seen if name == "function"]
+    # The same request once more, the reason added to it; the reply it would copy is not shown.
+    assert [m["role"] for m in again.body["messages"]] == [m["role"] for m in first.body["messages"]]
+    assert "no model here" not in again.text and again.text.startswith(first.text)
+    assert again.text.endswith("\n\nAn earlier reply to this request could not be applied: the reply's code defines no "
+                               "function fit_predict: reply with the whole function, its def line `def fit_predict(X, "
+                               "y, X_new):`, its body and the imports it needs, not a script that loads the files "
+                               "(main.py already does that). Do not repeat it.")
