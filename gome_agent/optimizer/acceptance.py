@@ -61,6 +61,16 @@ class Threshold:
             return agree and self.pooled * gain > 0 and abs(self.pooled) > self.threshold
         return agree and abs(gain) > self.threshold
 
+    def shortfall(self, gain: float, factor: float) -> str:
+        """Why a gain that is not `beaten_by` this threshold falls short, in words: "the gain ... <this>"."""
+        if self.kind in ("paired", "pooled") and not (self.mean_difference or 0) * gain > 0:
+            # A pooled whole-set score can move while every held-out part scores as before (AUC 1.0 on each).
+            return (f"does not show in the held-out parts one by one (mean per-fold difference "
+                    f"{self.mean_difference or 0:+.4g}; {self.describe(factor)})")
+        if self.kind == "pooled" and not (self.pooled or 0) * gain > 0:
+            return f"is not in the pooled estimate ({self.describe(factor)})"
+        return f"is within the noise ({self.describe(factor)})"
+
     def describe(self, factor: float) -> str:
         if self.kind == "none":
             return f"threshold {self.threshold:.4g}"

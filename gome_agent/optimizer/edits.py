@@ -386,8 +386,8 @@ def script_model(reply: str, current: str, name: str, prediction: str | None) ->
     makes to the model); where `name` has no body yet (a draft), its body becomes the estimator, its fit
     on X and y, and `return <prediction>`. Of the script's imports, only the names the estimator uses
     come along; the rest of it (loading the files, splitting, scoring) is dropped, since main.py does
-    that. Asked for fit_predict, the 0.5B model wrote such a script in about a third of its replies in
-    the real-LLM tier, and asked again, copied it back unchanged (8 of 9 such re-asks).
+    that. Asked for fit_predict, the 0.5B model wrote such a script in 2 of 5 draft replies of one run of
+    the real-LLM tier, and asked again, copied it back unchanged (8 of 9 re-asks about a missing function).
     """
     blocks = [m.group("code") for m in _FENCE.finditer(reply)]
     try:

@@ -216,8 +216,8 @@ class Trace:
             versus = f"{metric} {fmt_score(score)} vs best {fmt_score(record.best_before)} ({task.direction_word()})"
             if within_noise:
                 assert gain is not None
-                record.message = f"the gain {gain:+.4g} is not beyond the {bar.describe(opt.noise_factor)}"
-                versus += f": the gain {gain:+.4g} is within the noise ({bar.describe(opt.noise_factor)})"
+                record.message = f"the gain {gain:+.4g} {bar.shortfall(gain, opt.noise_factor)}"
+                versus += f": {record.message}"
             else:
                 record.message = f"{metric} {fmt_score(score)} does not beat the best {fmt_score(record.best_before)}"
             record.lesson = (f"Rejected: {versus}, run time {format_duration(ev.result.duration_s)}; "

@@ -87,3 +87,19 @@ def test_differences_without_spread_are_not_pooled():
                         min_improvement=0.0, reported=([0.986, 0.996, 0.994, 0.992, 0.978],
                                                        [0.984, 0.994, 0.996, 0.995, 0.977]))
     assert ceiling.kind == "paired" and ceiling.noise == 0.0 and not ceiling.beaten_by(0.00053)
+
+
+def test_a_rejected_gain_says_why_it_falls_short():
+    # The real-LLM tier's breast-cancer runs: the whole held-out set's AUC rose by 0.00053 while every part
+    # scored as before; "within the noise" of a threshold of 0 read as a contradiction.
+    ceiling = threshold([0.99375, 1.0, 1.0, 1.0, 1.0], [0.99375, 1.0, 1.0, 1.0, 1.0], factor=1.0, min_improvement=0.0)
+    assert ceiling.shortfall(0.00053, 1.0).startswith(
+        "does not show in the held-out parts one by one (mean per-fold difference +0; threshold 0: ")
+    small = threshold([0.81, 0.88, 0.72, 0.86, 0.76], [0.80, 0.90, 0.70, 0.85, 0.75], factor=1.0, min_improvement=0.0)
+    assert not small.beaten_by(0.006)
+    assert small.shortfall(0.006, 1.0) == f"is within the noise ({small.describe(1.0)})"
+    # Pooled: the held-out parts show the gain, the solution's own folds outweigh them the other way.
+    pooled = threshold([0.76, 0.75, 0.77], [0.75, 0.745, 0.76], factor=1.0, min_improvement=0.0,
+                       reported=([0.70, 0.71, 0.69], [0.75, 0.77, 0.74]))
+    assert pooled.kind == "pooled" and pooled.pooled < 0 and not pooled.beaten_by(0.008)
+    assert pooled.shortfall(0.008, 1.0).startswith("is not in the pooled estimate (threshold ")
