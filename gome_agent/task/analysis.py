@@ -34,6 +34,7 @@ from gome_agent.task.metrics import (
 from gome_agent.task.sample import SampleSubmission, load_sample_submission
 from gome_agent.task.scaffold import ScaffoldPlan
 from gome_agent.task.scan import CompetitionScan, text_table_separator
+from gome_agent.task.scoring import with_described_variant
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,9 @@ def check_analysis(
         log.warning("the task analysis names the metric %s, which the description never mentions; taking %s, "
                     "the metric the description names most", named, described[0])
         metric, said = described[0], None  # the direction it gave was for the other metric
+    if (stated := with_described_variant(metric, scan.description)) != metric:
+        log.info("the task analysis names the metric %r; the description says %s", metric, stated)
+        metric = stated
     id_column, targets = _check_columns(analysis, scan, sample)
     direction, source = _decide_direction(metric, said, higher_is_better, written=stated_direction(scan.description))
     return Task(

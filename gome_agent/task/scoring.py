@@ -80,6 +80,20 @@ def _variant(metric: str, raw: str) -> str | None:
     return None
 
 
+def with_described_variant(metric_name: str, description: str) -> str:
+    """`metric_name` with the variant the description states ("macro-averaged F1"), when the name leaves
+    it open and the description names exactly one; else `metric_name` as it is.
+
+    The 0.5B model's task analysis named osu-leaf-outlines' "macro-averaged F1" plain `f1`: over six
+    classes gome could not score it, so the run had no held-out rows and no scaffold, and fell back.
+    """
+    metric = normalize_metric_name(metric_name)
+    if _variant(metric, metric_name) is not None:
+        return metric_name
+    variant = _variant(metric, description)
+    return metric_name if variant is None else f"{variant} {metric_name}"
+
+
 def _numeric(values: pd.Series) -> pd.Series | None:
     numbers = pd.to_numeric(values, errors="coerce")
     return numbers if numbers.notna().all() else None

@@ -414,6 +414,20 @@ def test_the_user_direction_wins(competition, user):
     assert task.direction_source == "user"
 
 
+def test_a_metric_named_without_its_variant_takes_the_one_the_page_states(tmp_path, caplog):
+    # As the 0.5B model read osu-leaf-outlines' page: plain "f1", which over six classes gome cannot score.
+    caplog.set_level("INFO")
+    public = make_competition(tmp_path, "# Leaves\n## Evaluation\nSubmissions are scored with the macro-averaged "
+                                        "F1 score over the classes.\n")
+    task = check(scan_competition(public), analysis(metric_name="f1", higher_is_better=True))
+    assert task.metric_name == "macro f1" and "names the metric 'f1'; the description says macro f1" in caplog.text
+    # A variant the analysis named stays; a page naming two variants, or none, adds none.
+    assert check(scan_competition(public), analysis(metric_name="F1 (micro)", higher_is_better=True)).metric_name \
+        == "F1 (micro)"
+    both = make_competition(tmp_path / "both", "# Leaves\nScored by F1; we report micro and macro averages.\n")
+    assert check(scan_competition(both), analysis(metric_name="f1", higher_is_better=True)).metric_name == "f1"
+
+
 def test_a_known_metric_the_page_never_mentions_is_replaced_by_the_one_it_names(tmp_path, caplog):
     # As the 0.5B model read breast-cancer's page: accuracy, lower is better; the page scores by ROC AUC.
     public = make_competition(tmp_path, "# Cancer\n## Evaluation\nSubmissions are scored with the area under the "
