@@ -51,6 +51,7 @@ WEIGHTS = {"alignment": 0.2, "impact": 0.4, "novelty": 0.2, "feasibility": 0.1, 
 # a little less, so that momentum (up to `momentum_weight`, 2 points) and the repeat penalty (up to 3)
 # can still reorder them.
 LISTED_BASE, LISTED_STEP = 6.0, 0.5
+MAX_CANDIDATES = 5
 
 
 def _component(value: object) -> object:
@@ -103,7 +104,7 @@ class Gradient(BaseModel):
 
     observations: list[Annotated[str, Field(max_length=1500)]] = Field(default_factory=list, max_length=12)
     limiting_problem: str = Field(min_length=3, max_length=3000)
-    candidates: list[Direction] = Field(min_length=1, max_length=5)
+    candidates: list[Direction] = Field(min_length=1, max_length=MAX_CANDIDATES)
 
 
 class RankedDirection(BaseModel):
@@ -225,10 +226,22 @@ def select_direction(
     return gradient.candidates[best], ranking
 
 
+def only_repeats(gradient: Gradient, tried: list[Tried]) -> bool:
+    """Whether every candidate repeats a change in `tried` as the repeat penalty sees it (as alike as
+    `SIMILAR`, and not a repair of why it failed)."""
+    if not tried:
+        return False
+    index = TextIndex([t.hypothesis for t in tried])
+    return all(_repeat(c, tried, index.query(c.hypothesis))[0] >= SIMILAR for c in gradient.candidates)
+
+
 # The compact form ---------------------------------------------------------------------
 
 _PROBLEM = re.compile(r"^[#*\s]*(?:the\s+)?(?:limiting\s+)?problem[*\s]*[:\-]\s*(?P<text>.+)$", re.IGNORECASE)
 _LISTED = re.compile(r"^\s*(?:\d{1,2}\s*[.):]|[-*\u2022])\s+(?P<text>.+)$")
+# An outcome a small model copied back with a line of the "changes tried before" list
+# (`Basis.tried_changes`): "... - rejected (0.48297)", "...: failed: KeyError ...", once or chained.
+_ECHOED_OUTCOME = re.compile(r"\s*[-:\u2013]\s*(?:rejected|accepted|failed|error)\s*(?:\(|:|$).*$", re.IGNORECASE)
 _TAG = re.compile(r"^[\[(](?P<tag>[A-Za-z ]{2,24})[\])]\s*[:\-]?\s*")
 # For an untagged direction, the component its words name (first match wins: "scale the features" is
 # data); else "model".
@@ -257,8 +270,9 @@ def _listed_component(text: str) -> tuple[str, Component]:
 
 def parse_compact(text: str, k: int) -> Gradient:
     """A compact diagnosis (prompts/function_gradient.j2) as a Gradient: a `Problem:` line (else the first
-    line that is not a direction) and up to `k` listed directions, best first, repeats dropped (a small
-    model that loops lists the same line again). Raises ValueError saying what the reply lacks."""
+    line that is not a direction) and up to `k` listed directions, best first, without an outcome copied
+    from the prompt's list of tried changes, repeats dropped (a small model that loops lists the same
+    line again). Raises ValueError saying what the reply lacks."""
     problem, directions, seen = "", [], set()
     for raw in text.splitlines():
         line = raw.replace("**", "").strip().strip("`").strip()  # markdown bold around tags and labels
@@ -270,6 +284,7 @@ def parse_compact(text: str, k: int) -> Gradient:
             problem = stated.group("text").strip()
         elif listed is not None:
             body, component = _listed_component(listed.group("text").strip())
+            body = _ECHOED_OUTCOME.sub("", body).strip()
             key = re.sub(r"\W+", " ", body.lower()).strip()
             if len(key) >= 3 and key not in seen and key != re.sub(r"\W+", " ", problem.lower()).strip():
                 seen.add(key)

@@ -15,13 +15,16 @@ update comes straight from the feedback, with no diagnosis.
 from __future__ import annotations
 
 from gome_agent.errors import LLMOutputError
+from gome_agent.optimizer.common_changes import common_changes, untried
 from gome_agent.optimizer.gradient import (
+    MAX_CANDIDATES,
+    SIMILAR,
     Direction,
     Gradient,
     InCode,
-    SIMILAR,
     RankedDirection,
     Tried,
+    only_repeats,
     parse_compact,
     select_direction,
 )
@@ -98,15 +101,21 @@ class GomeStrategy(Strategy):
         current = self.written_function(self.state.best_code or "", "gradient")
         gradient = self.full_gradient(meter) if current is None else self.compact_gradient(current, meter)
         gradient.candidates = gradient.candidates[: self.opt.directions]
-        texts = [f"{c.hypothesis} {c.component}" for c in gradient.candidates]
         accepted = [x for x in self.state.steps if x.accepted]
+        tried = [Tried(x.step, x.hypothesis, x.status, x.cause or x.lesson)  # type: ignore[arg-type]
+                 for x in self.state.steps[-20:] if x.status in ("rejected", "failed") and x.hypothesis]
+        if current is not None and only_repeats(gradient, tried):
+            # A small model that copies back only what failed gets the untried changes of its list first.
+            done = [x.hypothesis for x in accepted if x.kind != "draft"]
+            fresh = untried(s.task.scaffold.kind, current, exclude=[t.hypothesis for t in tried] + done,
+                            limit=max(1, MAX_CANDIDATES - len(gradient.candidates)))
+            gradient.candidates = [*fresh, *gradient.candidates][:MAX_CANDIDATES]
+        texts = [f"{c.hypothesis} {c.component}" for c in gradient.candidates]
         if self.opt.momentum:
             mine = s.memory.ids_of({(self.index, x.step) for x in accepted})
             support = s.memory.support(texts, exclude_ids=mine)
         else:
             support = [0.0] * len(texts)
-        tried = [Tried(x.step, x.hypothesis, x.status, x.cause or x.lesson)  # type: ignore[arg-type]
-                 for x in self.state.steps[-20:] if x.status in ("rejected", "failed") and x.hypothesis]
         direction, ranking = select_direction(
             gradient, support=support, tried=tried, in_code=[InCode(x.step, x.hypothesis) for x in accepted],
             momentum_weight=self.opt.momentum_weight if self.opt.momentum else 0.0,
@@ -146,7 +155,7 @@ class GomeStrategy(Strategy):
         messages = s.prompts.messages(
             "function_gradient", task=context.task, environment=context.environment, plan=s.task.scaffold,
             current=current, score=fmt_score(best.score), tried=self.tried_changes(), worked=worked,
-            k=self.opt.directions,
+            common=common_changes(s.task.scaffold.kind), k=self.opt.directions,
         )
         tags = {"trace": self.index, "step": self.state.next_step, "form": "compact"}
         limit = min(COMPACT_GRADIENT_TOKENS, self.cfg.llm.max_output_tokens)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gome_agent.optimizer.common_changes import common_changes
 from gome_agent.strategies.views import AcceptedView, BestView, DirectionView, Failure, MemoryView, StepView
 from gome_agent.task.analysis import Task
 from gome_agent.task.folds import FoldPlan
@@ -111,6 +112,7 @@ def sample_context() -> dict[str, Any]:
         "score": "0.8731",
         "tried": ["Add target-encoded city feature: accepted, 0.8731"],
         "worked": ["Add target-encoded city feature (gain +0.0120)"],
+        "common": common_changes("probability"),
         "earlier": ["attempt 1: exited with code 1 -> changed: fix the column name"],
         "functions": [],
     }

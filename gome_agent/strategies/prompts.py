@@ -37,7 +37,7 @@ INPUTS: dict[str, set[str]] = {
     "function": {"task", "environment", "plan", "stub", "avoid", "failures"},
     "function_change": {"task", "environment", "plan", "current", "score", "direction", "tried"},
     "function_fix": {"task", "environment", "plan", "current", "failure", "earlier"},
-    "function_gradient": {"task", "environment", "plan", "current", "score", "tried", "worked", "k"},
+    "function_gradient": {"task", "environment", "plan", "current", "score", "tried", "worked", "common", "k"},
     "gradient": {"task", "environment", "stage_guidance", "budget", "run_time_limit", "best", "accepted", "history",
                  "memory", "k"},
     "update": {"task", "environment", "run_time_limit", "stage_guidance", "direction", "best", "functions"},

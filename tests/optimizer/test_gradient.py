@@ -1,7 +1,15 @@
 import pytest
 from pydantic import ValidationError
 
-from gome_agent.optimizer.gradient import NOT_STATED, Gradient, InCode, Tried, parse_compact, select_direction
+from gome_agent.optimizer.gradient import (
+    NOT_STATED,
+    Gradient,
+    InCode,
+    Tried,
+    only_repeats,
+    parse_compact,
+    select_direction,
+)
 
 
 def _cand(hyp, component="model", **scores):
@@ -143,3 +151,29 @@ def test_a_compact_reply_without_a_problem_line_or_with_markdown_still_parses():
 def test_a_compact_reply_without_directions_is_refused_with_the_reason(reply):
     with pytest.raises(ValueError, match="lists no direction"):
         parse_compact(reply, k=3)
+
+
+def test_an_outcome_copied_back_from_the_tried_list_is_not_part_of_the_direction():
+    # The 0.5B model's fourth diagnosis on osu-leaf-outlines (2026-12-06), outcomes once and chained.
+    g = parse_compact("Problem: no gain\n"
+                      "1. [model] use more and deeper trees in the forest - rejected (0.48297): rejected (0.565539)\n"
+                      "2. [model] use HistGradientBoostingClassifier(max_iter=300): rejected (0.48297)\n"
+                      "3. [data] drop the rows whose parse failed: KeyError on 'id' - failed: KeyError\n"
+                      "4. [data] fix the error: failed rows are dropped\n", k=4)
+    assert [c.hypothesis for c in g.candidates] == [
+        "use more and deeper trees in the forest", "use HistGradientBoostingClassifier(max_iter=300)",
+        "drop the rows whose parse failed: KeyError on 'id'", "fix the error: failed rows are dropped"]
+
+
+def test_only_repeats_says_whether_every_candidate_repeats_a_change_that_did_not_work():
+    g = parse_compact("Problem: no gain\n1. use more and deeper trees in the forest\n"
+                      "2. use HistGradientBoostingClassifier(max_iter=300)\n", k=3)
+    trees = Tried(3, "use more and deeper trees in the forest, or ExtraTrees", "rejected")
+    boosted = Tried(2, "use HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05)", "rejected")
+    assert only_repeats(g, [trees, boosted])
+    assert not only_repeats(g, [trees]) and not only_repeats(g, [])
+    # A direction that says how it repairs a failure is no repeat of it.
+    failed = Tried(4, "use HistGradientBoostingClassifier(max_iter=300)", "failed", "ValueError: Input contains NaN")
+    fixing = parse_compact("1. use more and deeper trees in the forest\n"
+                           "2. fix the NaN error: impute before HistGradientBoostingClassifier(max_iter=300)\n", k=3)
+    assert not only_repeats(fixing, [trees, failed])

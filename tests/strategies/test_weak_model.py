@@ -110,6 +110,41 @@ def test_a_compact_gradient_follows_a_direct_change_and_sees_what_was_tried(tmp_
     assert "- one column: rejected" in script.prompts("function_change")[-2]  # a direct change sees them
 
 
+TUNE = "tune the regularisation strength (C or alpha) of the linear model"
+BOOSTED = """Change: gradient boosting
+```python
+def fit_predict(X, y, X_new):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    model = HistGradientBoostingClassifier(max_iter=50, random_state=SEED)
+    return model.fit(X, y).predict_proba(X_new)[:, 1]
+```
+"""
+
+
+def test_a_compact_gradient_that_only_repeats_what_failed_gets_the_untried_common_changes_first(
+        tmp_path, competition, fake_llm, monkeypatch):
+    # Step 3's reply copies step 2's rejected change back, outcome and all, as the 0.5B model did on
+    # osu-leaf-outlines; without the common changes its step would have been that change again.
+    echoed = f"Problem: the score does not improve\n1. [model] {TUNE}: rejected (0.9)\n2. [model] {TUNE} - rejected\n"
+    script = (Script().add("task_analysis", analysis_reply()).add("function", FUNCTIONS)
+              .add("function_gradient", f"Problem: the model is not regularised\n1. [model] {TUNE}\n", echoed)
+              .add("function_change", columns("1", "C=0.5 on one column"), BOOSTED))
+    fake_llm.set_responder(script)
+    config = small(make_config(tmp_path, competition, fake_llm, max_steps=3, acceptance="plain"))
+    start(config, monkeypatch)
+    draft, tuned, third = steps_of(config)
+    assert (tuned.hypothesis, tuned.status) == (TUNE, "rejected")
+    # The echoed outcome is not part of a direction, so both listed lines are step 2's change: the fitting
+    # changes of the list that were not tried come first (the code has its scaler already), then the reply's.
+    assert [r.hypothesis for r in third.ranking] == [
+        "use a gradient-boosted model, HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05)",
+        'use class_weight="balanced" (for rare classes)', "average the predictions of two different models", TUNE]
+    assert third.gradient.candidates[0].reasoning.startswith("from the list of common changes")
+    assert third.ranking[-1].repeat == 3.0 and "repeats step 2" in third.ranking[-1].notes[0]
+    assert third.hypothesis.startswith("use a gradient-boosted model") and third.status != "failed"
+    assert "Make this change: use a gradient-boosted model" in script.prompts("function_change")[-1]
+
+
 def test_a_full_gradient_is_asked_for_again_once_a_step_is_accepted(tmp_path, competition, fake_llm, monkeypatch):
     # A model that cannot write the full gradient's JSON: after two such steps the trace stops asking for it
     # until a step is accepted (each failed one cost a weak model 30-110 s of its 8 minutes).
