@@ -155,7 +155,7 @@ class GomeStrategy(Strategy):
         messages = s.prompts.messages(
             "function_gradient", task=context.task, environment=context.environment, plan=s.task.scaffold,
             current=current, score=fmt_score(best.score), tried=self.tried_changes(), worked=worked,
-            common=common_changes(s.task.scaffold.kind), k=self.opt.directions,
+            common=[c for c in common_changes(s.task.scaffold.kind) if c.fits(current)], k=self.opt.directions,
         )
         tags = {"trace": self.index, "step": self.state.next_step, "form": "compact"}
         limit = min(COMPACT_GRADIENT_TOKENS, self.cfg.llm.max_output_tokens)

@@ -143,6 +143,11 @@ def test_a_compact_gradient_that_only_repeats_what_failed_gets_the_untried_commo
     assert third.ranking[-1].repeat == 3.0 and "repeats step 2" in third.ranking[-1].notes[0]
     assert third.hypothesis.startswith("use a gradient-boosted model") and third.status != "failed"
     assert "Make this change: use a gradient-boosted model" in script.prompts("function_change")[-1]
+    # The prompt's list holds only the changes that fit the code: its regularised logistic regression, not
+    # the scaler it already has or a forest it does not have.
+    listed = script.prompts("function_gradient")[0]
+    assert "- [model] tune the regularisation strength" in listed and "- [ensemble] average the predictions" in listed
+    assert "- [data] scale the features" not in listed and "deeper trees in the forest" not in listed
 
 
 def test_a_full_gradient_is_asked_for_again_once_a_step_is_accepted(tmp_path, competition, fake_llm, monkeypatch):
