@@ -60,11 +60,15 @@ def common_changes(kind: str | None) -> list[CommonChange]:
     ]
 
 
+def fitting(kind: str | None, code: str) -> list[CommonChange]:
+    """The changes of the list for `kind` that fit `code`: those a small model's diagnosis is shown."""
+    return [c for c in common_changes(kind) if c.fits(code)]
+
+
 def untried(kind: str | None, code: str, *, exclude: list[str], limit: int) -> list[Direction]:
     """Up to `limit` changes of the list that fit `code` and are like none of `exclude` (the changes
     tried without success, and those the code already has), as directions that say where they came from."""
-    fresh = [c for c in common_changes(kind)
-             if c.fits(code) and (not exclude or max_similarity(c.text, exclude) < SIMILAR)]
+    fresh = [c for c in fitting(kind, code) if not exclude or max_similarity(c.text, exclude) < SIMILAR]
     return [Direction(hypothesis=c.text, component=c.component, expected_impact="",
                       reasoning="from the list of common changes: every direction the reply listed repeats "
                                 "a change that did not improve")

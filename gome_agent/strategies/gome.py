@@ -15,7 +15,7 @@ update comes straight from the feedback, with no diagnosis.
 from __future__ import annotations
 
 from gome_agent.errors import LLMOutputError
-from gome_agent.optimizer.common_changes import common_changes, untried
+from gome_agent.optimizer.common_changes import fitting, untried
 from gome_agent.optimizer.gradient import (
     MAX_CANDIDATES,
     SIMILAR,
@@ -155,7 +155,7 @@ class GomeStrategy(Strategy):
         messages = s.prompts.messages(
             "function_gradient", task=context.task, environment=context.environment, plan=s.task.scaffold,
             current=current, score=fmt_score(best.score), tried=self.tried_changes(), worked=worked,
-            common=[c for c in common_changes(s.task.scaffold.kind) if c.fits(current)], k=self.opt.directions,
+            common=fitting(s.task.scaffold.kind, current), k=self.opt.directions,
         )
         tags = {"trace": self.index, "step": self.state.next_step, "form": "compact"}
         limit = min(COMPACT_GRADIENT_TOKENS, self.cfg.llm.max_output_tokens)
